@@ -1,0 +1,138 @@
+"""Checkpoints: safetensors weights plus JSON metadata in the file's header. No pickle anywhere.
+
+Format (readable without this package: ``safetensors.safe_open(path, "pt").metadata()``):
+- tensors: the model's ``state_dict`` (``encoder.{0,2,4}.{weight,bias}``, ``decoder.{0,2,4}.{weight,bias}``),
+  float32;
+- header metadata: ``{"format": FORMAT, "metadata": "<JSON>"}``; the JSON object holds the keys in
+  ``REQUIRED_KEYS`` (see README for each one's meaning).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from .model import VAE, ModelConfig
+
+FORMAT = "iwae-explorer/1"
+REQUIRED_KEYS = ("config", "objective", "k", "estimator", "epochs", "seed", "data", "history", "metrics")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used: missing, truncated, not safetensors, or not matching its config."""
+
+
+@dataclass
+class Checkpoint:
+    model: VAE
+    metadata: dict
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name.removesuffix(".safetensors")
+
+
+def atomic_save_tensors(tensors: dict[str, torch.Tensor], header: dict[str, str], path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: never a partial file at path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=header)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file and its header, turning every failure into a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file (truncated, corrupt or another format): {exc}"
+        ) from None
+    return tensors, header
+
+
+def save_checkpoint(model: VAE, metadata: dict, path: Path) -> None:
+    missing = [k for k in REQUIRED_KEYS if k not in metadata]
+    if missing:
+        raise ValueError(f"metadata lacks {missing}")
+    header = {"format": FORMAT, "metadata": json.dumps(metadata)}
+    atomic_save_tensors(model.state_dict(), header, path)
+
+
+def read_metadata(path: Path) -> dict:
+    _, header = read_tensors(path)
+    return parse_metadata(path, header)
+
+
+def parse_metadata(path: Path, header: dict[str, str]) -> dict:
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: header format is {header.get('format')!r}, expected {FORMAT!r}")
+    try:
+        metadata = json.loads(header["metadata"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: metadata is missing or not JSON ({exc})") from None
+    missing = [k for k in REQUIRED_KEYS if k not in metadata]
+    if missing:
+        raise CheckpointError(f"{path}: metadata lacks the keys {missing}")
+    return metadata
+
+
+def model_from_tensors(path: Path, config: ModelConfig, tensors: dict[str, torch.Tensor]) -> VAE:
+    model = VAE(config)
+    expected = model.state_dict()
+    problems = [f"missing tensor {k}" for k in expected if k not in tensors]
+    problems += [f"unexpected tensor {k}" for k in tensors if k not in expected]
+    problems += [
+        f"{k}: shape {tuple(tensors[k].shape)}, config needs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+    if problems:
+        raise CheckpointError(f"{path}: does not match its config {config}: " + "; ".join(problems))
+    model.load_state_dict({k: tensors[k].float() for k in expected})
+    return model
+
+
+def load_checkpoint(path: Path | str) -> Checkpoint:
+    """Load weights and metadata; any problem raises CheckpointError with what is wrong."""
+    path = Path(path)
+    tensors, header = read_tensors(path)
+    metadata = parse_metadata(path, header)
+    try:
+        config = ModelConfig.from_dict(metadata["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: bad config in metadata ({exc})") from None
+    model = model_from_tensors(path, config, tensors)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Checkpoint(model=model, metadata=metadata, path=path)
+
+
+def update_metadata(path: Path | str, updates: dict) -> None:
+    """Merge ``updates`` into a checkpoint's metadata, rewriting the file atomically."""
+    path = Path(path)
+    tensors, header = read_tensors(path)
+    metadata = parse_metadata(path, header)
+    metadata.update(updates)
+    atomic_save_tensors(tensors, {"format": FORMAT, "metadata": json.dumps(metadata)}, path)

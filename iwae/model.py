@@ -1,0 +1,112 @@
+"""The VAE/IWAE network (Burda et al. 2016, one stochastic layer) with a 2-D latent.
+
+Only the model: no I/O, no training. Objectives live in ``bounds.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    input_dim: int = 784  # pixels per image (784 for MNIST, 64 for sklearn digits)
+    hidden_dim: int = 200  # width of both hidden layers, in encoder and decoder
+    latent_dim: int = 2  # dimension of z; 2 makes p(z|x) computable on a grid
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return cls(**{k: int(d[k]) for k in ("input_dim", "hidden_dim", "latent_dim")})
+
+
+class LogWeights(NamedTuple):
+    log_w: torch.Tensor  # (B, K) log p(x|z) + log p(z) - log q(z|x)
+    z: torch.Tensor  # (B, K, L) samples from q(z|x)
+    mu: torch.Tensor  # (B, L)
+    logvar: torch.Tensor  # (B, L)
+
+
+def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag exp(logvar)), summed over the last dimension."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar)).sum(-1)
+
+
+def standard_normal_log_density(z: torch.Tensor) -> torch.Tensor:
+    return -0.5 * (LOG_2PI + z**2).sum(-1)
+
+
+def bernoulli_log_likelihood(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log p(x|z) for binary x, summed over pixels; x broadcasts against logits (..., D)."""
+    return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+
+
+class VAE(nn.Module):
+    """Encoder D-200-200-(2 means, 2 log-variances), decoder 2-200-200-D Bernoulli logits, tanh."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        h, d, latent = config.hidden_dim, config.input_dim, config.latent_dim
+        self.encoder = nn.Sequential(
+            nn.Linear(d, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh(), nn.Linear(h, 2 * latent)
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(latent, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh(), nn.Linear(h, d)
+        )
+
+    def init_output_bias(self, train_mean: torch.Tensor) -> None:
+        """Decoder output bias = logit of the training mean: the model starts at the pixel marginals."""
+        p = train_mean.clamp(1e-3, 1 - 1e-3)
+        with torch.no_grad():
+            self.decoder[-1].bias.copy_(torch.log(p) - torch.log1p(-p))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.encoder(x)  # (B, 2L)
+        mu, logvar = out.chunk(2, dim=-1)
+        return mu, logvar
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)  # (..., D)
+
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x, z) for x (B, D) and z (B, K, L): returns (B, K)."""
+        logits = self.decode_logits(z)  # (B, K, D)
+        return bernoulli_log_likelihood(x.unsqueeze(1), logits) + standard_normal_log_density(z)
+
+    def log_weights(
+        self,
+        x: torch.Tensor,
+        k: int,
+        generator: torch.Generator | None = None,
+        stop_q_params: bool = False,
+    ) -> LogWeights:
+        """K reparameterized samples per image and their log importance weights.
+
+        The encoder runs once per image; only the K latent samples are expanded.
+        With ``stop_q_params`` the density log q(z|x) is evaluated with its mean and variance detached
+        (z itself keeps its path to the encoder), as DReG needs.
+        """
+        mu, logvar = self.encode(x)  # (B, L) each
+        eps = torch.randn(
+            (x.shape[0], k, mu.shape[-1]), generator=generator, device=x.device, dtype=x.dtype
+        )  # (B, K, L)
+        std = torch.exp(0.5 * logvar)
+        z = mu.unsqueeze(1) + std.unsqueeze(1) * eps  # (B, K, L)
+        if stop_q_params:
+            log_q = gaussian_log_density(z, mu.detach().unsqueeze(1), logvar.detach().unsqueeze(1))
+        else:
+            # Equal to gaussian_log_density(z, mu, logvar), computed from eps.
+            log_q = -0.5 * (LOG_2PI + logvar.unsqueeze(1) + eps**2).sum(-1)  # (B, K)
+        log_w = self.log_joint(x, z) - log_q
+        return LogWeights(log_w, z, mu, logvar)

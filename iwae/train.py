@@ -1,0 +1,286 @@
+"""Training CLI: ``python -m iwae.train --objective iwae --k 50 --out checkpoints/iwae-k50.safetensors``.
+
+Writes the model checkpoint (weights + metadata) after every epoch and a resume file
+(``<out stem>.resume.safetensors``: weights, Adam state, RNG state, position) every
+``--save-every`` seconds, at the end of every epoch, and on Ctrl-C / SIGTERM. ``--resume``
+continues from the resume file and reproduces the uninterrupted run on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import data as data_mod
+from .bounds import ESTIMATORS, OBJECTIVES, iwae_bound, training_loss, vae_k_bound
+from .checkpoints import FORMAT, atomic_save_tensors, read_tensors, save_checkpoint
+from .model import VAE, ModelConfig
+
+SCHEDULES = ("decay", "paper", "constant")
+PAPER_STAGES = 8  # i = 0..7 in lr * 10^(-i/7) for 3^i epochs
+
+
+def learning_rate(schedule: str, base_lr: float, epoch: int, total_epochs: int) -> float:
+    """The learning rate for a 0-based epoch.
+
+    - paper: Burda et al., base_lr * 10^(-i/7) for 3^i epochs, i = 0..7 (3,280 epochs in all);
+    - decay (default): the same eight rates, in eight equal stages over ``total_epochs``;
+    - constant: base_lr throughout.
+    """
+    if schedule == "constant":
+        return base_lr
+    if schedule == "paper":
+        stage, end = 0, 1
+        while epoch >= end and stage < PAPER_STAGES - 1:
+            stage += 1
+            end += 3**stage
+        return base_lr * 10 ** (-stage / 7)
+    if schedule == "decay":
+        stage = min(PAPER_STAGES - 1, epoch * PAPER_STAGES // max(total_epochs, 1))
+        return base_lr * 10 ** (-stage / 7)
+    raise ValueError(f"schedule must be one of {SCHEDULES}")
+
+
+def resume_path(out: Path) -> Path:
+    return out.with_name(out.name.removesuffix(".safetensors") + ".resume.safetensors")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m iwae.train", description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", choices=("mnist", "digits"), default="mnist")
+    p.add_argument("--data-dir", default=None, help=f"MNIST folder (default: ${data_mod.DATA_DIR_ENV} or a cache dir)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="iwae")
+    p.add_argument("--k", type=int, default=50, help="samples per image")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="standard", help="gradient estimator (dreg: iwae only)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--schedule", choices=SCHEDULES, default="decay")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint path, e.g. checkpoints/iwae-k50.safetensors")
+    p.add_argument("--resume", action="store_true", help="continue from <out>.resume.safetensors")
+    p.add_argument("--save-every", type=float, default=120.0, help="seconds between resume files")
+    p.add_argument("--eval-images", type=int, default=2000, help="test images for the per-epoch test bound")
+    p.add_argument("--max-train-images", type=int, default=0, help="use only the first N training images (0: all)")
+    p.add_argument("--stop-after-steps", type=int, default=0, help=argparse.SUPPRESS)  # tests: simulate a kill
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.k < 1 or args.epochs < 1 or args.batch_size < 1:
+        p.error("--k, --epochs and --batch-size must be positive")
+    if args.estimator == "dreg" and args.objective != "iwae":
+        p.error("--estimator dreg needs --objective iwae")
+    if not args.out.name.endswith(".safetensors"):
+        p.error("--out must end in .safetensors")
+    return args
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class StopFlag:
+    """Ctrl-C and SIGTERM set a flag; the loop saves and exits between two steps."""
+
+    def __init__(self):
+        self.stop = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.stop = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def optimizer_tensors(opt: torch.optim.Adam) -> dict[str, torch.Tensor]:
+    state = opt.state_dict()["state"]
+    out = {}
+    for idx, s in state.items():
+        out[f"adam.{idx}.exp_avg"] = s["exp_avg"]
+        out[f"adam.{idx}.exp_avg_sq"] = s["exp_avg_sq"]
+        out[f"adam.{idx}.step"] = torch.as_tensor(s["step"], dtype=torch.float64).reshape(1)
+    return out
+
+
+def restore_optimizer(opt: torch.optim.Adam, tensors: dict[str, torch.Tensor], device) -> None:
+    sd = opt.state_dict()
+    for idx in range(len(sd["param_groups"][0]["params"])):
+        if f"adam.{idx}.step" not in tensors:
+            continue
+        sd["state"][idx] = {
+            "step": tensors[f"adam.{idx}.step"].reshape(()).float(),
+            "exp_avg": tensors[f"adam.{idx}.exp_avg"].to(device),
+            "exp_avg_sq": tensors[f"adam.{idx}.exp_avg_sq"].to(device),
+        }
+    opt.load_state_dict(sd)
+
+
+@torch.no_grad()
+def test_bound(model: VAE, x_test: torch.Tensor, objective: str, k: int) -> float:
+    """Mean of the training objective's bound on fixed test images, with a fixed sampling seed."""
+    gen = torch.Generator(device=x_test.device).manual_seed(0)
+    reducer = vae_k_bound if objective == "vae" else iwae_bound
+    total = 0.0
+    for chunk in x_test.split(max(1, 20000 // k)):
+        total += reducer(model.log_weights(chunk, k, gen).log_w).sum().item()
+    return total / len(x_test)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    try:
+        train = data_mod.load_dataset(args.dataset, "train", args.data_dir)
+        test = data_mod.load_dataset(args.dataset, "test", args.data_dir)
+    except data_mod.DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    x_train = train.images[: args.max_train_images or None].to(device)
+    x_test = data_mod.binarize_fixed(test.images[: args.eval_images]).to(device)
+    config = ModelConfig(input_dim=x_train.shape[1])
+
+    torch.manual_seed(args.seed)  # weight initialization
+    model = VAE(config).to(device)
+    model.init_output_bias(x_train.mean(0))
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-4)
+    gen = torch.Generator(device=device).manual_seed(args.seed)  # binarization and z samples
+
+    n_batches = math.ceil(len(x_train) / args.batch_size)
+    epoch, step, history, elapsed = 0, 0, [], 0.0
+    bound_carry = 0.0  # sum of the bound over this epoch's steps before a resume
+    rpath = resume_path(args.out)
+    if args.resume:
+        if not rpath.exists():
+            print(f"error: --resume given but {rpath} does not exist", file=sys.stderr)
+            return 2
+        tensors, header = read_tensors(rpath)
+        state = json.loads(header["resume"])
+        for key in ("objective", "k", "estimator", "batch_size", "seed", "dataset", "epochs", "schedule", "lr"):
+            if state["args"][key] != getattr(args, key):
+                print(f"error: --{key.replace('_', '-')} {getattr(args, key)} differs from the run being resumed "
+                      f"({state['args'][key]})", file=sys.stderr)
+                return 2
+        model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+        restore_optimizer(opt, tensors, device)
+        gen.set_state(tensors["rng"])
+        epoch, step, history, elapsed = state["epoch"], state["step"], state["history"], state["elapsed"]
+        bound_carry = state["bound_sum"]
+        print(f"resuming {args.out} at epoch {epoch + 1}, step {step}/{n_batches}")
+    elif rpath.exists():
+        print(f"error: {rpath} exists: pass --resume to continue that run, or delete it to start over",
+              file=sys.stderr)
+        return 2
+
+    run_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+
+    def metadata(metrics: dict | None = None) -> dict:
+        return {
+            "config": config.to_dict(),
+            "objective": args.objective,
+            "k": args.k,
+            "estimator": args.estimator,
+            "epochs": len(history),
+            "seed": args.seed,
+            "data": {
+                "dataset": args.dataset,
+                "train_images": len(x_train),
+                "train_binarization": "dynamic (fresh Bernoulli draw per minibatch)",
+                "test_binarization_seed": data_mod.TEST_BINARIZATION_SEED,
+            },
+            "training": {
+                "command": "python -m iwae.train " + " ".join(sys.argv[1:] if argv is None else argv),
+                "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule,
+                "optimizer": "Adam(betas=(0.9, 0.999), eps=1e-4)", "device": str(device),
+                "threads": torch.get_num_threads(), "seconds": elapsed,
+            },
+            "history": history,
+            "metrics": metrics or {},
+        }
+
+    def save_resume(epoch_now: int, step_now: int, bound_sum_now: float) -> None:
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        tensors.update(optimizer_tensors(opt))
+        tensors["rng"] = gen.get_state()
+        state = {"epoch": epoch_now, "step": step_now, "bound_sum": bound_sum_now, "history": history,
+                 "elapsed": elapsed, "args": run_args}
+        atomic_save_tensors(tensors, {"format": FORMAT + "-resume", "resume": json.dumps(state)}, rpath)
+
+    steps_run = 0
+    with StopFlag() as flag:
+        while epoch < args.epochs:
+            lr = learning_rate(args.schedule, args.lr, epoch, args.epochs)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(args.seed * 100003 + epoch))
+            model.train()
+            bound_sum = torch.tensor(bound_carry, dtype=torch.float64, device=device)
+            bound_carry = 0.0
+            t_epoch, last_save, first_step = time.time(), time.time(), step
+            bar = tqdm(range(step, n_batches), desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.quiet,
+                       leave=False, dynamic_ncols=True)
+            for step in bar:
+                idx = perm[step * args.batch_size : (step + 1) * args.batch_size].to(device)
+                x = data_mod.binarize(x_train[idx], gen)  # dynamic binarization
+                loss, bound = training_loss(model, x, args.objective, args.k, args.estimator, gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                bound_sum += bound.sum()
+                steps_run += 1
+                if step % 20 == 0:
+                    rate = (step + 1 - first_step) * args.batch_size * args.k / max(time.time() - t_epoch, 1e-9)
+                    bar.set_postfix(bound=f"{bound.mean().item():.2f}", samples_x_k_per_s=f"{rate:.3g}")
+                interrupted = flag.stop or (args.stop_after_steps and steps_run >= args.stop_after_steps)
+                if interrupted or time.time() - last_save > args.save_every:
+                    elapsed += time.time() - last_save
+                    last_save = time.time()
+                    save_resume(epoch, step + 1, bound_sum.item())
+                if interrupted:
+                    bar.close()
+                    print(f"interrupted: saved {rpath} at epoch {epoch + 1}, step {step + 1}; rerun with --resume")
+                    return 130
+            bar.close()
+            elapsed += time.time() - last_save
+            model.eval()
+            record = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                "train_bound": bound_sum.item() / len(x_train),
+                "test_bound": test_bound(model, x_test, args.objective, args.k),
+                "test_images": len(x_test),
+                "seconds": time.time() - t_epoch,
+            }
+            history.append(record)
+            epoch, step = epoch + 1, 0
+            save_resume(epoch, 0, 0.0)
+            save_checkpoint(model, metadata(), args.out)
+            if not args.quiet:
+                print(f"epoch {epoch}: lr {lr:.2e}  train bound {record['train_bound']:.3f}  "
+                      f"test bound ({args.objective} k={args.k}, {len(x_test)} fixed-binarized images) "
+                      f"{record['test_bound']:.3f}  {record['seconds']:.1f}s", flush=True)
+    print(f"done: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
