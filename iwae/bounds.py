@@ -66,3 +66,31 @@ def training_loss(
         lw.z.register_hook(lambda grad: grad * w_tilde.unsqueeze(-1))
     surrogate = (w_tilde * lw.log_w).sum(-1)  # decoder gradient: sum_k w~_k grad log w_k
     return -surrogate.mean(), iwae_bound(lw.log_w.detach())
+
+
+@torch.no_grad()
+def sample_log_weights(
+    model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None, max_rows: int = 50_000
+) -> torch.Tensor:
+    """(B, K) log weights without gradients, computed in chunks of samples (bounded memory)."""
+    return torch.cat(list(iter_log_weight_chunks(model, x, k, generator, max_rows)), dim=1)
+
+
+@torch.no_grad()
+def iter_log_weight_chunks(model: VAE, x: torch.Tensor, k: int, generator=None, max_rows: int = 50_000):
+    """Yield (B, k_chunk) log weights, k in all, with at most ~max_rows decoder rows at a time."""
+    chunk = max(1, max_rows // max(len(x), 1))
+    for start in range(0, k, chunk):
+        yield model.log_weights(x, min(chunk, k - start), generator).log_w
+
+
+@torch.no_grad()
+def importance_log_px(
+    model: VAE, x: torch.Tensor, k: int = 5000, generator: torch.Generator | None = None, max_rows: int = 50_000
+) -> torch.Tensor:
+    """The IS estimate of log p(x) with k draws from q (the paper's test NLL uses k = 5000), chunked:
+    a running logsumexp, so memory is O(max_rows) whatever k.  (B, D) -> (B,)"""
+    running = torch.full((len(x),), -math.inf, dtype=torch.float64)
+    for log_w in iter_log_weight_chunks(model, x, k, generator, max_rows):
+        running = torch.logaddexp(running, torch.logsumexp(log_w.double(), dim=1))
+    return running - math.log(k)

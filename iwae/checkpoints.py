@@ -50,6 +50,7 @@ def atomic_save_tensors(tensors: dict[str, torch.Tensor], header: dict[str, str]
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=header)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,174 @@
+"""Densities of one image's latent posterior on a display grid: q(z|x), q_IW(z|x) at any K, p(z|x).
+
+The grid window is chosen from the adaptive quadrature (``quadrature.py``), which searches the whole
+latent plane, so it covers the true posterior even where q(z|x) never reaches; log p(x) comes from the
+same quadrature. q_IW follows Cremer et al. (2017):
+
+    q_IW(z|x) = q(z|x) E_{z_2..z_K ~ q}[ K w(z) / (w(z) + sum_{j=2..K} w(z_j)) ]
+
+estimated in log space with M draws of the K - 1 other weights shared by every grid point.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from . import quadrature as quad
+from .model import VAE, gaussian_log_density
+
+RESOLUTION = 128
+POOL_SIZE = 10_000  # proposal draws kept per image; K - 1 of them form each draw of S
+N_S_DRAWS = 64  # M: draws of S = sum of K - 1 other weights, shared by all grid points
+WINDOW_NATS = 9.0  # the window covers z where p(z|x) is within this of its maximum density
+
+
+@dataclass
+class ImageGrid:
+    """One image's display grid and the exact densities on it."""
+
+    x_axis: torch.Tensor  # (n,)
+    y_axis: torch.Tensor  # (n,)
+    points: torch.Tensor  # (n*n, 2), g = i * n + j for z = (x_axis[i], y_axis[j])
+    spacing: float
+    log_q: torch.Tensor  # (n*n,) log q(z|x)
+    log_joint: torch.Tensor  # (n*n,) log p(x, z)
+    log_px: float  # quadrature
+    log_px_error: float  # its error estimate (nats)
+    mu: torch.Tensor  # (2,)
+    sigma: torch.Tensor  # (2,)
+
+    @property
+    def n(self) -> int:
+        return len(self.x_axis)
+
+    @property
+    def log_area(self) -> float:
+        return 2 * math.log(self.spacing)
+
+    @property
+    def log_posterior(self) -> torch.Tensor:
+        """log p(z|x) = log p(x, z) - log p(x), normalized by the quadrature."""
+        return self.log_joint - self.log_px
+
+    @property
+    def log_w(self) -> torch.Tensor:
+        return self.log_joint - self.log_q
+
+    def mass(self, log_density: torch.Tensor) -> float:
+        """Integral of a density over the window (1 when the window covers and resolves it)."""
+        return torch.logsumexp(log_density.double() + self.log_area, 0).exp().item()
+
+    def to_image(self, values: torch.Tensor):
+        """(n*n,) -> numpy (n_y, n_x) with rows along y, as heatmaps expect."""
+        return values.reshape(self.n, self.n).T.numpy()
+
+
+@dataclass
+class Pool:
+    """Draws from q(z|x) for one image and their log weights."""
+
+    z: torch.Tensor  # (P, 2)
+    log_w: torch.Tensor  # (P,)
+
+
+def choose_window(mu: torch.Tensor, sigma: torch.Tensor, q: quad.Quadrature) -> tuple[float, float, float]:
+    """A square (centre x, centre y, side) holding q's mean +- 3.5 sd and every z where the true
+    posterior density is within WINDOW_NATS of its maximum."""
+    near_top = q.log_joint >= q.log_joint.max() - WINDOW_NATS
+    pts = q.points[near_top]
+    cell = math.exp(0.5 * q.log_area[near_top].max().item())
+    lo = torch.minimum(pts.min(0).values - cell, mu - 3.5 * sigma)
+    hi = torch.maximum(pts.max(0).values + cell, mu + 3.5 * sigma)
+    centre = (lo + hi) / 2
+    side = max((hi - lo).max().item() * 1.15, 0.05)
+    return centre[0].item(), centre[1].item(), side
+
+
+@torch.no_grad()
+def image_grid(model: VAE, grid: quad.GlobalGrid, x: torch.Tensor, resolution: int = RESOLUTION) -> ImageGrid:
+    """The display grid for one binarized image x (D,): window, log q, log p(x, z), log p(x)."""
+    q = quad.refine(model, grid, x, quad.coarse_log_joint(grid, x[None])[0])
+    mu, logvar = model.encode(x[None])
+    mu, logvar = mu[0], logvar[0]
+    sigma = torch.exp(0.5 * logvar)
+    cx, cy, side = choose_window(mu, sigma, q)
+    spacing = side / resolution
+    offsets = -side / 2 + spacing * (torch.arange(resolution, dtype=torch.float32) + 0.5)
+    x_axis, y_axis = cx + offsets, cy + offsets
+    points = torch.cartesian_prod(x_axis, y_axis)
+    return ImageGrid(
+        x_axis=x_axis,
+        y_axis=y_axis,
+        points=points,
+        spacing=spacing,
+        log_q=gaussian_log_density(points, mu, logvar),
+        log_joint=quad.log_joint_at(model, x, points),
+        log_px=q.log_px,
+        log_px_error=q.error_estimate,
+        mu=mu,
+        sigma=sigma,
+    )
+
+
+@torch.no_grad()
+def proposal_pool(model: VAE, x: torch.Tensor, size: int, generator: torch.Generator | None = None) -> Pool:
+    """``size`` draws from q(z|x) for one image x (D,) and their log weights."""
+    zs, lws = [], []
+    for start in range(0, size, 16384):
+        lw = model.log_weights(x[None], min(16384, size - start), generator)
+        zs.append(lw.z[0])
+        lws.append(lw.log_w[0])
+    return Pool(torch.cat(zs), torch.cat(lws))
+
+
+def pool_size_for(k: int) -> int:
+    """Pool size so that M draws of K - 1 distinct others vary (twice K - 1, at least POOL_SIZE)."""
+    return max(POOL_SIZE, 2 * (k - 1))
+
+
+@torch.no_grad()
+def log_other_weight_sums(pool: Pool, k: int, n_draws: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """log S_m, S_m = sum of K - 1 weights of distinct pool draws (exactly distributed as K - 1 fresh
+    draws from q).  -> (M,); -inf when K = 1."""
+    if k < 1:
+        raise ValueError(f"K must be at least 1, got {k}")
+    if k == 1:
+        return torch.full((n_draws,), -math.inf, dtype=torch.float64)
+    if k - 1 > len(pool.log_w):
+        raise ValueError(f"the pool holds {len(pool.log_w)} draws, K - 1 = {k - 1} needs more")
+    keys = torch.rand((n_draws, len(pool.log_w)), generator=generator)
+    idx = keys.argsort(dim=1)[:, : k - 1]  # (M, K-1) distinct indices per draw
+    return torch.logsumexp(pool.log_w.double()[idx], dim=1)
+
+
+@torch.no_grad()
+def log_q_iw(
+    g: ImageGrid, pool: Pool, k: int, n_draws: int = N_S_DRAWS, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """log q_IW(z|x) at K on the grid points, not renormalized.  -> (n*n,) float64"""
+    log_s = log_other_weight_sums(pool, k, n_draws, generator)  # (M,)
+    log_w = g.log_w.double()[:, None]  # (G, 1)
+    ratio = math.log(k) + log_w - torch.logaddexp(log_w, log_s[None, :])  # (G, M): log K w / (w + S)
+    return g.log_q.double() + torch.logsumexp(ratio, dim=1) - math.log(n_draws)
+
+
+def renormalize(log_density: torch.Tensor, log_area: float) -> torch.Tensor:
+    """Normalize on the grid so the Riemann sum is exactly 1 (for distances between grid densities)."""
+    return log_density - torch.logsumexp(log_density.double() + log_area, 0)
+
+
+def total_variation(log_p: torch.Tensor, log_q: torch.Tensor, log_area: float) -> float:
+    """TV = 1/2 integral |p - q| over the grid, both renormalized on it."""
+    p = renormalize(log_p.double(), log_area).exp()
+    q = renormalize(log_q.double(), log_area).exp()
+    return 0.5 * ((p - q).abs().sum() * math.exp(log_area)).item()
+
+
+def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor, log_area: float) -> float:
+    """KL(p || q) = integral p log(p / q) over the grid, both renormalized on it."""
+    lp = renormalize(log_p.double(), log_area)
+    lq = renormalize(log_q.double(), log_area)
+    return ((lp.exp() * (lp - lq)).sum() * math.exp(log_area)).item()

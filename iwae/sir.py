@@ -1,0 +1,61 @@
+"""Sampling-importance-resampling from q_IW (Burda et al. 2016 / Cremer et al. 2017, Algorithm 1).
+
+Draw z_1..z_K ~ q(z|x), normalize the weights, pick j ~ Categorical(w~), return z_j.
+- independent (default): each of the R draws has its own K fresh proposals;
+- shared (faster): one batch of K proposals and R indices drawn WITH replacement; every draw is
+  q_IW-distributed, but the R draws are not independent. (Without replacement would be wrong.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .model import VAE
+
+
+@dataclass
+class SIRDraws:
+    z: torch.Tensor  # (R, 2) the resampled latents
+    index: torch.Tensor  # (R,) which proposal each draw picked
+    proposals: torch.Tensor  # (R, K, 2) independent, or (1, K, 2) shared
+    weights: torch.Tensor  # (R, K) or (1, K) normalized importance weights
+    ess: torch.Tensor  # (R,) or (1,) effective sample size 1 / sum w~^2 of each proposal batch
+
+
+@torch.no_grad()
+def effective_sample_size(weights: torch.Tensor) -> torch.Tensor:
+    return 1.0 / (weights**2).sum(-1)
+
+
+@torch.no_grad()
+def sir_sample(
+    model: VAE,
+    x: torch.Tensor,
+    k: int,
+    n_draws: int,
+    generator: torch.Generator | None = None,
+    shared: bool = False,
+) -> SIRDraws:
+    """R = n_draws draws from q_IW(z|x) at K for one image x (D,)."""
+    if k < 1 or n_draws < 1:
+        raise ValueError(f"K and the number of draws must be at least 1 (got K={k}, R={n_draws})")
+    batches = 1 if shared else n_draws
+    lw = model.log_weights(x.expand(batches, -1), k, generator)  # log_w (b, K), z (b, K, 2)
+    weights = torch.softmax(lw.log_w.double(), dim=-1)
+    if shared:
+        index = torch.multinomial(weights[0], n_draws, replacement=True, generator=generator)  # (R,)
+        z = lw.z[0, index]
+    else:
+        index = torch.multinomial(weights, 1, generator=generator)[:, 0]  # (R,)
+        z = lw.z[torch.arange(n_draws), index]
+    return SIRDraws(z=z, index=index, proposals=lw.z, weights=weights, ess=effective_sample_size(weights))
+
+
+@torch.no_grad()
+def q_samples(model: VAE, x: torch.Tensor, n_draws: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Plain draws from q(z|x) (the K = 1 case of SIR).  -> (R, 2)"""
+    mu, logvar = model.encode(x[None])
+    eps = torch.randn((n_draws, mu.shape[-1]), generator=generator)
+    return mu + torch.exp(0.5 * logvar) * eps
