@@ -1,0 +1,167 @@
+"""Training throughput of IWAE (k=50, batch 100, 784-dim inputs) against two references, in one run.
+
+    python bench/train_throughput.py [--threads N] [--repeats R]
+
+Prints, as medians over R timed repetitions (after warm-up), in samples x K per second:
+- iwae: one real training step, ``training_loss(VAE(ModelConfig()), x, "iwae", 50)`` + backward + Adam step, on
+  random binary images (the encoder runs once per image; only the latent samples are expanded);
+- matmul only: the bare matrix products of exactly the same shapes, for every Linear layer its forward product
+  and its two backward products (grad input, grad weight): encoder on (100, 784), decoder on (5000, 2) ->
+  (5000, 200) -> (5000, 200) -> (5000, 784). A floor on the step's time: the ratio says how much of a training
+  step is spent outside the big products (activations, the Bernoulli likelihood, logsumexp, Adam, autograd);
+- naive: the same step but each image pushed K times through the encoder (``x.repeat_interleave(K)``), then the
+  same decoder and loss: the speedup of running the encoder once per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from iwae.bounds import iwae_bound, training_loss  # noqa: E402
+from iwae.model import LOG_2PI, VAE, ModelConfig, bernoulli_log_likelihood, standard_normal_log_density  # noqa: E402
+
+BATCH, K = 100, 50
+
+
+def timed(fn, repeats: int, warmup: int, inner: int) -> list[float]:
+    """Seconds per call of fn: `warmup` untimed calls, then `repeats` timings of `inner` calls each."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - t0) / inner)
+    return times
+
+
+def make_step(model: VAE, opt: torch.optim.Optimizer, x: torch.Tensor, gen: torch.Generator):
+    def step():
+        loss, _ = training_loss(model, x, "iwae", K, "standard", gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def naive_loss(model: VAE, x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+    """-L_K with every image repeated K times through the encoder (what the project avoids)."""
+    xr = x.repeat_interleave(k, dim=0)  # (B*K, D)
+    mu, logvar = model.encode(xr)  # (B*K, L): K identical encoder passes per image
+    eps = torch.randn(mu.shape, generator=gen, dtype=x.dtype)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    logits = model.decode_logits(z)  # (B*K, D)
+    log_q = -0.5 * (LOG_2PI + logvar + eps**2).sum(-1)
+    log_w = bernoulli_log_likelihood(xr, logits) + standard_normal_log_density(z) - log_q
+    return -iwae_bound(log_w.view(x.shape[0], k)).mean()
+
+
+def make_naive_step(model: VAE, opt: torch.optim.Optimizer, x: torch.Tensor, gen: torch.Generator):
+    def step():
+        loss = naive_loss(model, x, K, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def layer_shapes(config: ModelConfig) -> list[tuple[int, int, int]]:
+    """(rows, in_features, out_features) for every Linear layer of one IWAE step."""
+    d, h, lat = config.input_dim, config.hidden_dim, config.latent_dim
+    enc = [(BATCH, d, h), (BATCH, h, h), (BATCH, h, 2 * lat)]
+    dec = [(BATCH * K, lat, h), (BATCH * K, h, h), (BATCH * K, h, d)]
+    return enc + dec
+
+
+def make_matmuls(config: ModelConfig, gen: torch.Generator):
+    operands = []
+    for m, n_in, n_out in layer_shapes(config):
+        x = torch.randn(m, n_in, generator=gen)
+        w = torch.randn(n_out, n_in, generator=gen)
+        g = torch.randn(m, n_out, generator=gen)
+        operands.append((x, w, g))
+
+    def run():
+        for x, w, g in operands:
+            x @ w.T  # forward: (m, in) x (in, out)
+            g @ w  # grad of the input: (m, out) x (out, in)
+            g.T @ x  # grad of the weight: (out, m) x (m, in)
+
+    flops = sum(3 * 2 * m * n_in * n_out for m, n_in, n_out in layer_shapes(config))
+    return run, flops
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--repeats", type=int, default=7, help="timed repetitions per variant (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
+    p.add_argument("--inner", type=int, default=2, help="calls per timed repetition")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    config = ModelConfig()
+    x = torch.bernoulli(torch.full((BATCH, config.input_dim), 0.13), generator=gen)  # MNIST-like ink density
+
+    model = VAE(config)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
+    naive_model = VAE(config)
+    naive_model.load_state_dict(model.state_dict())
+    naive_opt = torch.optim.Adam(naive_model.parameters(), lr=1e-3, eps=1e-4)
+    with torch.no_grad():  # the two losses compute the same bound (same samples): a correctness check on the bench
+        a = training_loss(model, x, "iwae", K, "standard", torch.Generator().manual_seed(1))[0]
+        b = naive_loss(naive_model, x, K, torch.Generator().manual_seed(1))
+    matmuls, flops = make_matmuls(config, gen)
+
+    results = {}
+    t_start = time.perf_counter()
+    for name, fn in (
+        ("iwae (encoder once per image)", make_step(model, opt, x, gen)),
+        ("matmul only (same shapes, fwd+bwd)", matmuls),
+        ("naive (image repeated K times)", make_naive_step(naive_model, naive_opt, x, gen)),
+    ):
+        results[name] = statistics.median(timed(fn, args.repeats, args.warmup, args.inner))
+    total = time.perf_counter() - t_start
+
+    samples = BATCH * K
+    t_iwae = results["iwae (encoder once per image)"]
+    t_mm = results["matmul only (same shapes, fwd+bwd)"]
+    t_naive = results["naive (image repeated K times)"]
+    print(
+        f"IWAE training throughput: k={K}, batch {BATCH}, {config.input_dim}-{config.hidden_dim}-"
+        f"{config.hidden_dim}-{config.latent_dim} tanh, Adam; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s); median of {args.repeats} x {args.inner} calls after "
+        f"{args.warmup} warm-up"
+    )
+    print(f"(same-sample check: -L_K {a.item():.4f} vs naive {b.item():.4f})")
+    print()
+    print(f"{'variant':<38} {'ms/step':>9} {'samples x K / s':>16} {'GFLOP/s':>9}")
+    for name, t in results.items():
+        gflops = f"{flops / t / 1e9:9.1f}" if name.startswith("matmul") else f"{'':>9}"
+        print(f"{name:<38} {t * 1e3:9.1f} {samples / t:16,.0f} {gflops}")
+    print()
+    print(
+        f"matmul-only / iwae throughput: {t_iwae / t_mm:.2f}x  "
+        f"(the products are {100 * t_mm / t_iwae:.0f}% of a training step)"
+    )
+    print(f"speedup of the encoder-once layout over the naive one: {t_naive / t_iwae:.2f}x")
+    print(f"benchmark time: {total:.1f} s")
+    return 0 if math.isfinite(t_iwae) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
