@@ -1,0 +1,85 @@
+"""Posteriors: q(z|x), q_IW(z|x) at K and the true p(z|x) for the chosen image, with SIR draws."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from iwae import catalog, figures, posterior
+from pages import common
+
+cat, state = common.page_frame()
+images, labels = common.test_set()
+k, seed, index = state.k, state.seed, state.image
+
+st.title("Posteriors")
+st.markdown(
+    f"For test image **#{index}** (digit {labels[index]}): the encoder's $q(z|x)$, the implicit posterior "
+    f"$q_{{IW}}(z|x)$ of sampling-importance-resampling with **K = {k}**, and the true posterior $p(z|x)$, on "
+    "one window per model. **Move K in the sidebar**: at K = 1, $q_{IW} = q$; as K grows it moves towards "
+    "$p(z|x)$ and the distances below fall."
+)
+with common.math_expander(state):
+    st.markdown("Importance weights and the bound:")
+    st.latex(r"w(z) = \frac{p(x|z)\,p(z)}{q(z|x)}, \qquad "
+             r"\mathcal{L}_K = \mathbb{E}_{z_{1..K}\sim q}\Big[\log \frac1K \sum_{k=1}^K w(z_k)\Big] \le \log p(x)")
+    st.markdown("SIR draws $z_1..z_K \\sim q$ and returns $z_j$ with probability $w_j / \\sum_k w_k$; the density "
+                "of what it returns (Cremer et al. 2017) is")
+    st.latex(r"q_{IW}(z|x) = q(z|x)\ \mathbb{E}_{z_2..z_K\sim q}"
+             r"\left[\frac{K\,w(z)}{w(z) + \sum_{j=2}^K w(z_j)}\right]")
+    st.markdown("It equals $q$ at $K = 1$, integrates to 1 for every $K$ (the self-check below), and tends to the "
+                "true posterior, computed here by quadrature because $z$ is two-dimensional:")
+    st.latex(r"p(z|x) = \frac{p(x|z)\,p(z)}{p(x)}, \qquad "
+             r"\log p(x) \approx \operatorname{logsumexp}_g\big[\log p(x|z_g) + \log p(z_g)\big] + \log \Delta_g")
+    st.latex(r"\mathrm{TV}(q, p) = \tfrac12 \int |q - p|\,dz, \qquad "
+             r"\mathrm{KL}(p\,\|\,q) = \int p \log \tfrac{p}{q}\,dz \quad\text{(on the window's grid)}")
+
+mode = ("one shared batch of K proposals, indices drawn with replacement" if common.sir_is_shared(k)
+        else "independent batches of K proposals")
+
+for side, col, name, ckpt in common.columns(cat, state):
+    key = common.model_key(ckpt)
+    model = ckpt.model
+    with col:
+        with st.spinner(f"Quadrature for {name} (first time for this image: about a second)…"):
+            view = common.posterior_view(model, key, index)
+            qiw = common.qiw_view(model, key, index, seed, k)
+            sir_draws = common.sir_overlay(model, key, index, seed, k)
+            q_draws = common.q_overlay(model, key, index, seed)
+            curve = common.image_curve(model, key, index, seed)
+        fig = figures.posterior_figure(view["x_axis"], view["y_axis"], view["log_q"], qiw["log_qiw"], view["log_p"], k,
+                                       q_draws=q_draws, sir_draws=sir_draws["z"], mu=view["mu"])
+        st.plotly_chart(fig, key=f"posterior_{side}", config=common.PLOTLY_CONFIG)
+        st.caption(
+            f"Colour: log density, one scale per model, clipped to {figures.DENSITY_SPAN:.0f} nats below the highest "
+            f"of the three. White dots: {common.N_Q_OVERLAY} draws from q; red dots: {common.N_SIR_OVERLAY} SIR draws "
+            f"at K = {k} ({mode})."
+        )
+        ki = curve.ks.index(k)
+        rows = [
+            ("log p(x)", f"{view['log_px']:.3f} ± {view['log_px_error']:.1e}",
+             "adaptive quadrature over the latent plane (error estimate)"),
+            ("ELBO = L₁", f"{curve.mean[0]:.3f}", f"mean of {curve.n_samples:,} log weights"),
+            (f"L_K, K = {k}", f"{curve.mean[ki]:.3f}" + (f" ± {curve.spread[ki]:.3f}" if curve.blocks[ki] > 1 else ""),
+             f"mean over {curve.blocks[ki]:,} disjoint block{'s' if curve.blocks[ki] > 1 else ''} of K draws"
+             + (" (± sd of one block: a single estimate's spread)" if curve.blocks[ki] > 1 else "")),
+            ("log p(x) − L_K", f"{view['log_px'] - curve.mean[ki]:.3f}", "the gap the bound leaves"),
+            ("ESS of K weights", f"{sir_draws['ess']:.1f} of {k}",
+             "1 / Σ w̃²" + (", mean over the SIR batches" if not sir_draws["shared"] else ", one batch")),
+            ("TV(q_IW, p)", f"{qiw['tv']:.4f}", "½∫|q_IW − p| on the window grid"),
+            ("TV(q, p)", f"{view['tv_q']:.4f}", "the same for the encoder alone"),
+            ("KL(p ‖ q_IW)", f"{qiw['kl']:.4f}", "nats, on the window grid"),
+            ("KL(p ‖ q)", f"{view['kl_q']:.4f}", "nats, for comparison"),
+            ("∫ q_IW dz", f"{qiw['mass']:.4f}",
+             f"self-check, not renormalized: ≈ 1 up to Monte Carlo error ({posterior.N_S_DRAWS} draws of the other "
+             "K − 1 weights)"),
+            ("∫ p(z|x) dz", f"{view['mass_p']:.4f}", "share of the true posterior inside the window"),
+        ]
+        st.markdown(common.numbers_markdown(rows))
+        if abs(qiw["mass"] - 1) > 0.1:
+            st.warning(
+                f"The integral of q_IW is {qiw['mass']:.3f}, not ≈ 1: its Monte Carlo estimate (the other K − 1 "
+                f"weights drawn from one pool of {posterior.pool_size_for(max(catalog.K_CHOICES)):,} draws from q) "
+                "is off for this image and K. TV and KL renormalize on the grid.", icon=":material/warning:")
+        st.caption(common.protocol_line(
+            1, f"test image #{index}; sampling seed {seed}; {catalog.N_TEST_IMAGES:,}-image test set; "
+            f"window grid {len(view['x_axis'])} × {len(view['y_axis'])}"))
