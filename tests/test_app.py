@@ -1,0 +1,340 @@
+"""The Streamlit explorer run headless with AppTest, every page through app.py as a browser runs it
+(sidebar present), plus the catalogue logic behind it (iwae/catalog.py).
+
+Checkpoints are small synthetic files in a temporary folder (``IWAE_CHECKPOINT_DIR``): deterministic,
+independent of training runs rewriting checkpoints/, and loaded through the same code as real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from iwae import catalog, testset
+from iwae.checkpoints import save_checkpoint
+from iwae.model import VAE, ModelConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app.py"
+PAGES = {
+    "pages/1_latent_space.py": "Latent space",
+    "pages/2_posterior_densities.py": "Posteriors",
+    "pages/3_sir_resampling.py": "Resampling",
+    "pages/4_bounds_comparison.py": "Bounds and comparison",
+}
+SIDEBAR_WIDGETS = {
+    "selectbox": {"model_a", "model_b", "digit"},
+    "number_input": {"image", "seed"},
+    "select_slider": {"K"},
+    "toggle": {"show_math"},
+}
+
+pytestmark = pytest.mark.skipif(not testset.DEFAULT_PATH.is_file(), reason="the shipped binarized test set is missing")
+
+
+def _metadata(objective: str, k: int, metrics: dict) -> dict:
+    return {
+        "config": ModelConfig().to_dict(),
+        "objective": objective,
+        "k": k,
+        "estimator": "standard",
+        "epochs": 3,
+        "seed": 0,
+        "data": {"dataset": "mnist (synthetic test model)"},
+        "history": [
+            {"epoch": e, "lr": 1e-3, "train_bound": -200.0 + 10 * e, "test_bound": -205.0 + 10 * e,
+             "test_images": 100, "seconds": 1.0}
+            for e in (1, 2, 3)
+        ],
+        "metrics": metrics,
+    }
+
+
+def _write_model(path: Path, seed: int, objective: str, k: int, metrics: dict) -> None:
+    torch.manual_seed(seed)
+    model = VAE(ModelConfig())
+    images, _ = testset.load()
+    model.init_output_bias(images[:2000].mean(0))
+    save_checkpoint(model, _metadata(objective, k, metrics), path)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """vae-k1 (no metrics yet: 'evaluation pending') and iwae-k50 (with metrics), plus a training-state
+    file that must be ignored."""
+    d = tmp_path_factory.mktemp("checkpoints")
+    _write_model(d / "vae-k1.safetensors", 0, "vae", 1, {})
+    metrics = {"n_images": 100, "nll_quadrature": 180.5, "nll_quadrature_max_error": 1e-3, "nll_is5000": 180.6,
+               "elbo": -190.0, "l5": -185.0, "l50": -182.0, "active_units": 2, "protocol": "synthetic test model"}
+    _write_model(d / "iwae-k50.safetensors", 1, "iwae", 50, metrics)
+    (d / "iwae-k50.resume.safetensors").write_bytes(b"training state, not a model")
+    return d
+
+
+@pytest.fixture
+def app(model_dir, monkeypatch):
+    monkeypatch.setenv(catalog.CHECKPOINT_DIR_ENV, str(model_dir))
+
+    def make(query: dict | None = None) -> AppTest:
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.query_params.update(query or {})
+        return at.run()
+
+    return make
+
+
+def _assert_frame(at: AppTest) -> None:
+    """No exception, and the shared sidebar drawn by the entrypoint."""
+    assert not at.exception, [e.value for e in at.exception]
+    for kind, keys in SIDEBAR_WIDGETS.items():
+        present = {w.key for w in getattr(at.sidebar, kind)}
+        assert keys <= present, (kind, keys - present)
+
+
+def _open(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page).run()
+    _assert_frame(at)
+    assert [t.value for t in at.title] == [PAGES[page]]
+    return at
+
+
+def _markdown(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pages
+
+
+def test_home_page(app):
+    at = app()
+    _assert_frame(at)
+    assert at.title[0].value == "IWAE visual explorer"
+    assert len(at.get("page_link")) == 4
+    assert at.sidebar.selectbox(key="model_a").value == "vae-k1"
+    assert at.sidebar.selectbox(key="model_b").value == "iwae-k50"
+    # results from metadata where present; the evaluation command for the other
+    assert any("Evaluation pending for vae-k1" in i.value for i in at.info)
+    assert any("python -m iwae.evaluate checkpoints/*.safetensors --write" in c.value for c in at.code)
+    assert len(at.dataframe) == 2  # results table and checkpoint list
+    assert at.query_params["a"] == "vae-k1" and at.query_params["k"] == "50"
+
+
+def test_every_page_inside_the_frame_with_both_models(app):
+    """Each page through app.py, sidebar present, with its charts; then the models swapped."""
+    at = app({"image": "7", "k": "5"})
+    at.session_state["bounds_subset"] = 10  # keep the subset average small in tests
+    charts = {}
+    for page in PAGES:
+        _open(at, page)
+        charts[page] = len(at.get("plotly_chart"))
+        assert any("vae-k1" == h.value for h in at.subheader) and any("iwae-k50" == h.value for h in at.subheader)
+    assert charts == {
+        "pages/1_latent_space.py": 4,  # scatter + manifold per model
+        "pages/2_posterior_densities.py": 2,
+        "pages/3_sir_resampling.py": 0,  # images only
+        "pages/4_bounds_comparison.py": 6,  # image curve, subset curve, training curve per model
+    }
+    # the sidebar keeps its values across pages
+    assert at.sidebar.number_input(key="image").value == 7
+    assert at.sidebar.select_slider(key="K").value == 5
+    # swap the models, and show one model in both columns (element keys must stay unique)
+    for a, b in (("iwae-k50", "vae-k1"), ("iwae-k50", "iwae-k50")):
+        at.sidebar.selectbox(key="model_a").set_value(a)
+        at.sidebar.selectbox(key="model_b").set_value(b)
+        at.run()
+        _assert_frame(at)
+        assert [h.value for h in at.subheader][:2] == [a, b]
+
+
+@pytest.mark.parametrize("k", [1, 5000])
+def test_posteriors_and_resampling_at_the_slider_extremes(app, k):
+    at = app({"image": "3"})
+    _open(at, "pages/2_posterior_densities.py")
+    at.sidebar.select_slider(key="K").set_value(k).run()
+    _assert_frame(at)
+    text = _markdown(at)
+    assert f"K = {k}" in text and "∫ q_IW dz" in text and "TV(q_IW, p)" in text and "KL(p ‖ q_IW)" in text
+    assert len(at.get("plotly_chart")) == 2
+    assert at.query_params["k"] == str(k)
+    _open(at, "pages/3_sir_resampling.py")
+    assert len(at.get("image")) == 1 + 2 * 4  # input; per model q tiles, SIR tiles, two mean images
+    assert "Effective sample size" in _markdown(at)
+    at.button(key="new_draws").click().run()
+    _assert_frame(at)
+    assert at.session_state["draw"] == 1
+
+
+def test_changing_the_image_updates_pages_and_url(app):
+    at = app()
+    _open(at, "pages/2_posterior_densities.py")
+    at.sidebar.number_input(key="image").set_value(123).run()
+    _assert_frame(at)
+    assert "#123" in _markdown(at)
+    assert at.query_params["image"] == "123"
+    at.sidebar.button(key="next_image").click().run()
+    assert at.sidebar.number_input(key="image").value == 124
+    at.sidebar.button(key="prev_image").click().run()
+    assert at.sidebar.number_input(key="image").value == 123
+    _open(at, "pages/1_latent_space.py")
+    assert at.sidebar.number_input(key="image").value == 123  # kept across pages
+    at.number_input(key="z1").set_value(1.5).run()  # decode a typed-in z
+    _assert_frame(at)
+
+
+def test_every_digit_filter(app):
+    _, labels = testset.load()
+    at = app()
+    _open(at, "pages/1_latent_space.py")
+    for d in catalog.DIGIT_CHOICES:
+        at.sidebar.selectbox(key="digit").set_value(d).run()
+        _assert_frame(at)
+        index = at.sidebar.number_input(key="image").value
+        if d != "any":
+            assert labels[index] == int(d)
+            at.sidebar.button(key="random_image").click().run()
+            _assert_frame(at)
+            assert labels[at.sidebar.number_input(key="image").value] == int(d)
+        assert at.query_params["digit"] == d
+
+
+def test_url_state_is_restored(app):
+    at = app({"a": "iwae-k50", "b": "vae-k1", "image": "42", "k": "5000", "seed": "9", "digit": "4", "math": "1"})
+    _assert_frame(at)
+    assert not at.warning
+    assert at.sidebar.selectbox(key="model_a").value == "iwae-k50"
+    assert at.sidebar.number_input(key="image").value == 42
+    assert at.sidebar.select_slider(key="K").value == 5000
+    assert at.sidebar.number_input(key="seed").value == 9
+    assert at.sidebar.selectbox(key="digit").value == "4"
+    assert at.sidebar.toggle(key="show_math").value is True
+
+
+def test_invalid_url_values_fall_back_with_warnings(app):
+    at = app({"a": "no-such-model", "image": "99999", "k": "7", "seed": "-1", "digit": "x", "math": "maybe"})
+    _assert_frame(at)
+    assert len(at.warning) == 6
+    assert at.sidebar.selectbox(key="model_a").value == "vae-k1"
+    assert at.sidebar.number_input(key="image").value == 0
+    assert at.sidebar.select_slider(key="K").value == catalog.DEFAULT_K
+    assert at.query_params["image"] == "0"  # the URL is rewritten with valid values
+    _open(at, "pages/2_posterior_densities.py")
+    assert not at.warning  # said once
+
+
+def test_mathematics_toggle_opens_the_expanders(app):
+    at = app()
+    _open(at, "pages/2_posterior_densities.py")
+    assert len(at.latex) >= 3  # formulas are there (in a closed expander)
+    assert at.expander[0].proto.expanded is False
+    at.sidebar.toggle(key="show_math").set_value(True).run()
+    assert at.expander[0].proto.expanded is True
+
+
+def test_no_checkpoints_explains_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv(catalog.CHECKPOINT_DIR_ENV, str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    assert "No usable model checkpoint" in at.error[0].value
+    commands = "\n".join(c.value for c in at.code)
+    assert "python -m iwae.train --objective iwae --k 50 --out checkpoints/iwae-k50.safetensors" in commands
+    assert "python -m iwae.evaluate" in commands
+    at.switch_page("pages/2_posterior_densities.py").run()  # a deep link explains the same
+    assert not at.exception
+    assert "No usable model checkpoint" in at.error[0].value
+
+
+def test_one_corrupt_checkpoint_is_reported_and_the_others_work(model_dir, tmp_path, monkeypatch):
+    shutil.copy(model_dir / "iwae-k50.safetensors", tmp_path / "iwae-k50.safetensors")
+    (tmp_path / "vae-k1.safetensors").write_bytes(np.random.default_rng(0).bytes(4096))
+    monkeypatch.setenv(catalog.CHECKPOINT_DIR_ENV, str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    _assert_frame(at)
+    assert any("vae-k1" in w.value and "could not be loaded" in w.value for w in at.warning)
+    assert [o.split(" ")[0] for o in at.sidebar.selectbox(key="model_a").options] == ["iwae-k50"]
+    _open(at, "pages/2_posterior_densities.py")
+    assert len(at.get("plotly_chart")) == 2  # the good model, in both columns
+    assert any("vae-k1" in w.value for w in at.warning)
+
+
+def test_instructive_presets_when_present(model_dir, tmp_path, monkeypatch):
+    for f in model_dir.glob("*.safetensors"):
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / catalog.INSTRUCTIVE_FILE).write_text(json.dumps(
+        {"multimodal": [3, 20000], "largest_gap": [11], "vae_iwae_disagree": "oops", "protocol": "test presets"}))
+    monkeypatch.setenv(catalog.CHECKPOINT_DIR_ENV, str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    _assert_frame(at)
+    preset = at.sidebar.selectbox(key="preset")
+    assert preset.options and len(preset.options) == 2  # 20000 is out of range, "oops" not a list
+    preset.set_value("largest_gap:11").run()
+    _assert_frame(at)
+    assert at.sidebar.number_input(key="image").value == 11
+
+
+def test_no_preset_selector_without_the_file(app):
+    at = app()
+    assert "preset" not in {w.key for w in at.sidebar.selectbox}
+
+
+# ---------------------------------------------------------------------------------------------
+# The catalogue behind the app (no Streamlit)
+
+
+def test_discover_skips_training_state_and_temporary_files(model_dir, tmp_path):
+    assert [p.name for p in catalog.discover(model_dir)] == ["iwae-k50.safetensors", "vae-k1.safetensors"]
+    (tmp_path / ".vae-k1.safetensors.abc.tmp").write_bytes(b"")
+    (tmp_path / ".hidden.safetensors").write_bytes(b"")
+    assert catalog.discover(tmp_path) == []
+    assert catalog.discover(tmp_path / "missing") == []
+
+
+def test_load_all_collects_errors(model_dir, tmp_path):
+    shutil.copy(model_dir / "vae-k1.safetensors", tmp_path / "vae-k1.safetensors")
+    (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 100)
+    torch.manual_seed(0)
+    small = VAE(ModelConfig(input_dim=64))
+    meta = _metadata("iwae", 5, {})
+    meta["config"] = small.config.to_dict()
+    save_checkpoint(small, meta, tmp_path / "digits.safetensors")
+    cat = catalog.load_all(tmp_path)
+    assert cat.names == ["vae-k1"]
+    assert set(cat.errors) == {"broken", "digits"}
+    assert "64-pixel" in cat.errors["digits"] and str(tmp_path / "broken.safetensors") in cat.errors["broken"]
+
+
+def test_query_round_trip_and_defaults():
+    names = ["iwae-k5", "iwae-k50", "vae-k1"]
+    state, warnings = catalog.parse_query({}, names)
+    assert (state.model_a, state.model_b, state.image, state.k, state.seed) == ("vae-k1", "iwae-k50", 0, 50, 0)
+    assert not warnings
+    state = catalog.ViewState("iwae-k5", "vae-k1", 9999, "3", 5000, 123, True)
+    again, warnings = catalog.parse_query(catalog.to_query(state), names)
+    assert again == state and not warnings
+    _, warnings = catalog.parse_query({"k": ["5", "nope"], "image": "-3", "seed": str(2**40)}, names)
+    assert len(warnings) == 3  # the last of a repeated key counts
+    assert catalog.default_models(["only"]) == ("only", "only")
+    assert catalog.default_models(["iwae-k5", "vae-k50"]) == ("iwae-k5", "vae-k50")
+
+
+def test_train_command_and_stable_seed():
+    expected = "python -m iwae.train --objective vae --k 1 --out checkpoints/vae-k1.safetensors"
+    assert catalog.train_command("vae-k1") == expected
+    assert "--objective iwae --k 50" in catalog.train_command("something-else")
+    assert catalog.stable_seed(1, "pool", 3) == catalog.stable_seed(1, "pool", 3)
+    assert catalog.stable_seed(1, "pool", 3) != catalog.stable_seed(1, "pool", 4)
+    assert 0 <= catalog.stable_seed("x") < 2**64
+
+
+def test_a_page_file_run_without_the_entrypoint_draws_the_frame(app, model_dir):
+    """Streamlit's legacy pages/ handling may run a page file directly (a fresh server's first run of a
+    deep link whose path matches a file name): the page then draws the sidebar itself."""
+    at = AppTest.from_file(str(ROOT / "pages" / "2_posterior_densities.py"), default_timeout=60).run()
+    _assert_frame(at)
+    assert [t.value for t in at.title] == ["Posteriors"]
