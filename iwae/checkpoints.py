@@ -92,6 +92,8 @@ def parse_metadata(path: Path, header: dict[str, str]) -> dict:
         metadata = json.loads(header["metadata"])
     except (KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: metadata is missing or not JSON ({exc})") from None
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: metadata must be a JSON object, got {type(metadata).__name__}")
     missing = [k for k in REQUIRED_KEYS if k not in metadata]
     if missing:
         raise CheckpointError(f"{path}: metadata lacks the keys {missing}")

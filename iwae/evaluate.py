@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -50,13 +51,20 @@ def sampled_bounds(model: VAE, x: torch.Tensor, k: int, generator: torch.Generat
     return out
 
 
+def per_image_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + ".per-image.npz")
+
+
 def active_units(model: VAE, x: torch.Tensor) -> tuple[int, list[float]]:
     mu, _ = latent_means(model, x)
     variances = mu.var(0).tolist()
     return sum(v > ACTIVE_UNIT_THRESHOLD for v in variances), variances
 
 
-def evaluate(model: VAE, x: torch.Tensor, k: int = 5000, seed: int = 0, quiet: bool = False) -> dict:
+def evaluate(
+    model: VAE, x: torch.Tensor, k: int = 5000, seed: int = 0, quiet: bool = False, per_image: dict | None = None
+) -> dict:
+    """Summary metrics; per-image arrays are stored into ``per_image`` when a dict is given."""
     gen = torch.Generator().manual_seed(seed)
     started = time.time()
     with tqdm(total=len(x), desc=f"IS k={k}", disable=quiet, leave=False) as bar:
@@ -69,6 +77,9 @@ def evaluate(model: VAE, x: torch.Tensor, k: int = 5000, seed: int = 0, quiet: b
     t_quad = time.time() - started
     n_active, variances = active_units(model, x)
     gap = log_px - sampled["is"]
+    if per_image is not None:
+        per_image.update({name: v.numpy() for name, v in sampled.items()})
+        per_image.update(log_px_quadrature=log_px.numpy(), quadrature_error=err.numpy())
     n = len(x)
     return {
         "n_images": n,
@@ -120,6 +131,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--write", action="store_true", help="store the metrics in each checkpoint's metadata")
     p.add_argument("--json", type=Path, default=None, help="also write all metrics to this JSON file")
+    p.add_argument("--per-image", action="store_true",
+                   help="save per-image log p(x) estimates next to each checkpoint (<name>.per-image.npz)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if args.threads:
@@ -143,7 +156,10 @@ def main(argv=None) -> int:
                   f"{x.shape[1]}", file=sys.stderr)
             failures += 1
             continue
-        metrics = evaluate(ckpt.model, x, args.k, args.seed, args.quiet)
+        per_image = {} if args.per_image else None
+        metrics = evaluate(ckpt.model, x, args.k, args.seed, args.quiet, per_image)
+        if per_image:
+            np.savez_compressed(per_image_path(path), **per_image)
         rows.append((ckpt.name, metrics))
         if args.write:
             update_metadata(path, {"metrics": metrics})

@@ -27,7 +27,11 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(**{k: int(d[k]) for k in ("input_dim", "hidden_dim", "latent_dim")})
+        values = {k: d[k] for k in ("input_dim", "hidden_dim", "latent_dim")}
+        for key, value in values.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        return cls(**values)
 
 
 class LogWeights(NamedTuple):

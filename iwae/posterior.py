@@ -139,8 +139,12 @@ def log_other_weight_sums(pool: Pool, k: int, n_draws: int, generator: torch.Gen
         return torch.full((n_draws,), -math.inf, dtype=torch.float64)
     if k - 1 > len(pool.log_w):
         raise ValueError(f"the pool holds {len(pool.log_w)} draws, K - 1 = {k - 1} needs more")
-    keys = torch.rand((n_draws, len(pool.log_w)), generator=generator)
-    idx = keys.argsort(dim=1)[:, : k - 1]  # (M, K-1) distinct indices per draw
+    size = len(pool.log_w)
+    # Windows of K - 1 consecutive positions (cyclically) in one random permutation of the pool:
+    # each window holds K - 1 distinct draws, as cheap as slicing.
+    order = torch.randperm(size, generator=generator)
+    starts = torch.randint(0, size, (n_draws, 1), generator=generator)
+    idx = order[(starts + torch.arange(k - 1)) % size]  # (M, K-1)
     return torch.logsumexp(pool.log_w.double()[idx], dim=1)
 
 

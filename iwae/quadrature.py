@@ -194,3 +194,16 @@ def log_px_batch(model: VAE, grid: GlobalGrid, x: torch.Tensor, batch: int = 256
         if progress is not None:
             progress(len(xb))
     return log_px, err
+
+
+@torch.no_grad()
+def posterior_modes(grid: GlobalGrid, j_coarse: torch.Tensor, nats: float = 6.0) -> list[float]:
+    """Separate regions of the posterior on the global grid: connected sets of cells whose log joint is
+    within ``nats`` of the maximum. Returns each region's share of the mass, largest first."""
+    from scipy import ndimage
+
+    j2d = j_coarse.reshape(grid.n, grid.n)
+    labels, count = ndimage.label((j2d >= j2d.max() - nats).numpy())
+    weights = torch.softmax(j_coarse.double(), 0).reshape(grid.n, grid.n).numpy()
+    shares = ndimage.sum(weights, labels, index=range(1, count + 1))
+    return sorted((float(s) for s in shares), reverse=True)

@@ -175,7 +175,8 @@ def main(argv=None) -> int:
             return 2
         tensors, header = read_tensors(rpath)
         state = json.loads(header["resume"])
-        for key in ("objective", "k", "estimator", "batch_size", "seed", "dataset", "epochs", "schedule", "lr"):
+        for key in ("objective", "k", "estimator", "batch_size", "seed", "dataset", "epochs", "schedule", "lr",
+                    "max_train_images"):
             if state["args"][key] != getattr(args, key):
                 print(f"error: --{key.replace('_', '-')} {getattr(args, key)} differs from the run being resumed "
                       f"({state['args'][key]})", file=sys.stderr)
