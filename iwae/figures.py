@@ -24,6 +24,7 @@ DIGIT_COLOURS = (
 DIGIT_META = "digit"  # trace.meta of the per-digit scatter traces (clicks on other traces are ignored)
 DENSITY_SPAN = 12.0  # nats shown below the maximum in the posterior heatmaps
 CONTOUR_LEVELS = (1.0, 5.0, 9.0)  # nats below each density's maximum, for the overlay panel
+CONTOUR_RESOLUTION = 64  # at most this many points per side in the contour panel
 CONTOUR_COLOURS = {"q": "#1f77b4", "q_iw": "#ff7f0e", "p": "#111111"}
 FONT = dict(size=13)
 
@@ -127,9 +128,9 @@ def latent_scatter(
     x_range, y_range = window or latent_window(mu)
     _square_axes(fig, x_range, y_range)
     fig.update_layout(
-        title=title, height=height, margin=dict(l=50, r=10, t=40 if title else 10, b=40), font=FONT,
-        legend=dict(title="digit", itemsizing="constant", orientation="h", x=0, y=1.01, yanchor="bottom"),
-        clickmode="event+select", dragmode="select",
+        title=title, height=height, margin=dict(l=50, r=10, t=40 if title else 30, b=40), font=FONT,
+        legend=dict(title="digit", itemsizing="constant", orientation="h", x=0, y=-0.14, yanchor="top"),
+        clickmode="event+select",
         plot_bgcolor="white",
     )
     return fig
@@ -231,7 +232,7 @@ def manifold_figure(
     _square_axes(fig, (x0, x1), (y0, y1), showgrid=False)
     fig.update_layout(title=title, height=height, margin=dict(l=50, r=10, t=40 if title else 10, b=40), font=FONT,
                       plot_bgcolor="white",
-                      legend=dict(title="digit", itemsizing="constant", orientation="h", x=0, y=1.01, yanchor="bottom"),
+                      legend=dict(title="digit", itemsizing="constant", orientation="h", x=0, y=-0.14, yanchor="top"),
                       showlegend=mu is not None)
     return fig
 
@@ -258,7 +259,7 @@ def shared_scale(*log_densities, span: float = DENSITY_SPAN) -> tuple[float, flo
 def _clipped(log_density, zmin: float, zmax: float) -> np.ndarray:
     """Finite values only (no blank cells): -inf and NaN go just below the colour scale's floor."""
     d = _as_np(log_density).astype(np.float64)
-    return np.clip(np.nan_to_num(d, nan=zmin - 1, neginf=zmin - 1, posinf=zmax), zmin - 1, zmax)
+    return np.clip(np.nan_to_num(d, nan=zmin - 1, neginf=zmin - 1, posinf=zmax), zmin - 1, zmax).astype(np.float32)
 
 
 def posterior_figure(
@@ -272,13 +273,13 @@ def posterior_figure(
     sir_draws=None,
     mu=None,
     span: float = DENSITY_SPAN,
-    height: int = 760,
+    height: int = 640,
 ) -> go.Figure:
     """Four panels on one window: heatmaps of log q(z|x), log q_IW(z|x) at K and log p(z|x) with one
     colour scale (clipped to [max - span, max] over all three), and their contours overlaid.
 
     log_* are (n_y, n_x) images; draws are (R, 2) arrays overlaid on the q and q_IW panels."""
-    x_axis, y_axis = _as_np(x_axis).astype(np.float64), _as_np(y_axis).astype(np.float64)
+    x_axis, y_axis = _as_np(x_axis).astype(np.float32), _as_np(y_axis).astype(np.float32)
     zmin, zmax = shared_scale(log_q, log_qiw, log_p, span=span)
     x_range, y_range = grid_extent(x_axis), grid_extent(y_axis)
     titles = ("q(z|x): the encoder", f"q<sub>IW</sub>(z|x) at K = {k}", "p(z|x): the true posterior",
@@ -295,13 +296,15 @@ def posterior_figure(
             ),
             row=r, col=c,
         )
+    step = max(1, len(x_axis) // CONTOUR_RESOLUTION)  # contours on every step-th point: lighter to send and draw
     for name, dens in (("q", log_q), ("q_iw", log_qiw), ("p", log_p)):
         d = _as_np(dens).astype(np.float64)
         top = float(np.nanmax(np.where(np.isfinite(d), d, -np.inf)))
         label = {"q": "q(z|x)", "q_iw": f"q_IW, K={k}", "p": "p(z|x)"}[name]
         fig.add_trace(
             go.Contour(
-                x=x_axis, y=y_axis, z=_clipped(d, top - 30, top), name=label, showlegend=True, showscale=False,
+                x=x_axis[::step], y=y_axis[::step], z=_clipped(d[::step, ::step], top - 30, top), name=label,
+                showlegend=True, showscale=False,
                 contours=dict(start=top - max(CONTOUR_LEVELS), end=top - min(CONTOUR_LEVELS),
                               size=CONTOUR_LEVELS[1] - CONTOUR_LEVELS[0], coloring="lines"),
                 colorscale=[[0, CONTOUR_COLOURS[name]], [1, CONTOUR_COLOURS[name]]],
@@ -379,7 +382,8 @@ def bound_curve_figure(
         fig.add_trace(go.Scatter(x=[ks[0], ks[-1]], y=[log_px, log_px], mode="lines", name=log_px_label,
                                  line=dict(color="black", dash="dash"),
                                  hovertemplate="log p(x) = %{y:.3f}<extra></extra>"))
-    fig.update_xaxes(type="log", title_text="K (number of importance samples)")
+    fig.update_xaxes(type="log", title_text="K (number of importance samples)", tickvals=ks,
+                     ticktext=[f"{k:,}" for k in ks], tickangle=0)
     fig.update_yaxes(title_text="nats")
     fig.update_layout(title=title, height=height, margin=dict(l=60, r=10, t=40 if title else 10, b=50), font=FONT,
                       legend=dict(orientation="h", x=0, y=-0.25, yanchor="top"), plot_bgcolor="white")
@@ -392,11 +396,12 @@ def training_figure(history: Sequence[Mapping], title: str | None = None, height
     """Training bound and test bound per epoch from a checkpoint's history."""
     fig = go.Figure()
     epochs = [h.get("epoch") for h in history]
-    for key, name, dash in (("train_bound", "training bound (minibatch mean)", "solid"),
-                            ("test_bound", "test bound", "dot")):
+    for key, name, dash, colour in (("train_bound", "training bound (minibatch mean)", "solid", "#1f77b4"),
+                                    ("test_bound", "test bound", "dot", "#ff7f0e")):
         ys = [h.get(key) for h in history]
         if any(y is not None for y in ys):
-            fig.add_trace(go.Scatter(x=epochs, y=ys, mode="lines+markers", name=name, line=dict(dash=dash),
+            fig.add_trace(go.Scatter(x=epochs, y=ys, mode="lines+markers", name=name,
+                                     line=dict(dash=dash, color=colour),
                                      marker=dict(size=4), hovertemplate="epoch %{x}<br>%{y:.2f} nats<extra></extra>"))
     if not fig.data:
         fig.add_annotation(text="no training history in this checkpoint", showarrow=False, x=0.5, y=0.5,

@@ -36,7 +36,8 @@ with common.math_expander(state):
 mode = ("one shared batch of K proposals, indices drawn with replacement" if common.sir_is_shared(k)
         else "independent batches of K proposals")
 
-for side, col, name, ckpt in common.columns(cat, state):
+shown = common.columns(cat, state)
+for side, col, name, ckpt in shown:
     key = common.model_key(ckpt)
     model = ckpt.model
     with col:
@@ -83,3 +84,5 @@ for side, col, name, ckpt in common.columns(cat, state):
         st.caption(common.protocol_line(
             1, f"test image #{index}; sampling seed {seed}; {catalog.N_TEST_IMAGES:,}-image test set; "
             f"window grid {len(view['x_axis'])} × {len(view['y_axis'])}"))
+
+common.warm_neighbours([ckpt for _, _, _, ckpt in shown], index, seed, k)
