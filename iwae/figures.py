@@ -272,19 +272,22 @@ def posterior_figure(
     q_draws=None,
     sir_draws=None,
     mu=None,
+    sigma=None,
     span: float = DENSITY_SPAN,
-    height: int = 640,
+    height: int = 700,
 ) -> go.Figure:
     """Four panels on one window: heatmaps of log q(z|x), log q_IW(z|x) at K and log p(z|x) with one
     colour scale (clipped to [max - span, max] over all three), and their contours overlaid.
 
-    log_* are (n_y, n_x) images; draws are (R, 2) arrays overlaid on the q and q_IW panels."""
+    log_* are (n_y, n_x) images; draws are (R, 2) arrays overlaid on the q and q_IW panels. When q's
+    standard deviations (``sigma``) are narrower than NARROW_CELLS grid cells, the grid cannot show q, so
+    its exact 2-sd ellipse is drawn on the q and contour panels instead of leaving them seemingly blank."""
     x_axis, y_axis = _as_np(x_axis).astype(np.float32), _as_np(y_axis).astype(np.float32)
     zmin, zmax = shared_scale(log_q, log_qiw, log_p, span=span)
     x_range, y_range = grid_extent(x_axis), grid_extent(y_axis)
     titles = ("q(z|x): the encoder", f"q<sub>IW</sub>(z|x) at K = {k}", "p(z|x): the true posterior",
               "contours at 1, 5, 9 nats below each maximum")
-    fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.1, vertical_spacing=0.1)
+    fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.12, vertical_spacing=0.16)
     panels = (("q", log_q, 1, 1), ("q_iw", log_qiw, 1, 2), ("p", log_p, 2, 1))
     for i, (name, dens, r, c) in enumerate(panels):
         fig.add_trace(
@@ -324,6 +327,13 @@ def posterior_figure(
                                  marker=dict(size=5, color="#ff3b3b", line=dict(width=0.5, color="white")),
                                  hovertemplate="SIR draw (%{x:.3f}, %{y:.3f})<extra></extra>", meta="draws"),
                       row=1, col=2)
+    if mu is not None and sigma is not None and q_unresolved(x_axis, sigma):
+        ex, ey = q_ellipse(mu, sigma)
+        for r, c in ((1, 1), (2, 2)):
+            fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", name="q: 2-sd ellipse",
+                                     showlegend=(r, c) == (2, 2), meta="ellipse", hoverinfo="skip",
+                                     line=dict(color="white" if (r, c) == (1, 1) else CONTOUR_COLOURS["q"], width=2)),
+                          row=r, col=c)
     if mu is not None:
         mu = _as_np(mu).reshape(-1)
         for r, c in ((1, 1), (1, 2), (2, 1), (2, 2)):
@@ -344,6 +354,22 @@ def posterior_figure(
     )
     fig.update_annotations(font_size=13)
     return fig
+
+
+NARROW_CELLS = 2.0  # q is "unresolved" when a standard deviation spans fewer grid cells than this
+
+
+def q_unresolved(axis, sigma) -> bool:
+    axis = _as_np(axis).astype(np.float64)
+    spacing = float(axis[1] - axis[0]) if len(axis) > 1 else 1.0
+    return float(np.min(_as_np(sigma))) < NARROW_CELLS * spacing
+
+
+def q_ellipse(mu, sigma, n_sd: float = 2.0, points: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """The axis-aligned ellipse mu +- n_sd * sigma of a diagonal Gaussian, as a closed line."""
+    mu, sigma = _as_np(mu).reshape(-1).astype(np.float64), _as_np(sigma).reshape(-1).astype(np.float64)
+    t = np.linspace(0, 2 * np.pi, points)
+    return mu[0] + n_sd * sigma[0] * np.cos(t), mu[1] + n_sd * sigma[1] * np.sin(t)
 
 
 def density_traces(fig: go.Figure) -> list:

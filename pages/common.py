@@ -4,7 +4,7 @@ state, and Streamlit caches around the core package's functions.
 Caching rules (see ../shared/notes/streamlit.md):
 - models, the test set and global quadrature grids: ``st.cache_resource`` (one shared object), keyed on
   the checkpoint path and its modification time, so a retrained checkpoint is reloaded;
-- computed arrays: ``st.cache_data`` with small keys (model key = name@mtime, image index, K, seed)
+- computed arrays: ``st.cache_data`` with small keys (model key = path@mtime, image index, K, seed)
   and ``max_entries``; models and tensors are passed as ``_``-prefixed arguments, never hashed.
 No mathematics here: every number comes from iwae.latent / posterior / sir / curves / quadrature.
 """
@@ -54,8 +54,8 @@ def load_catalog() -> Catalog:
 
 
 def model_key(ckpt: Checkpoint) -> str:
-    """Small cache key naming exactly these weights: name@mtime."""
-    return f"{ckpt.name}@{catalog.file_stamp(ckpt.path)}"
+    """Small cache key naming exactly these weights: path@mtime."""
+    return f"{ckpt.path}@{catalog.file_stamp(ckpt.path)}"
 
 
 @st.cache_resource(show_spinner=False)

@@ -7,6 +7,7 @@ independent of training runs rewriting checkpoints/, and loaded through the same
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -104,6 +105,35 @@ def _open(at: AppTest, page: str) -> AppTest:
     return at
 
 
+def _chart_specs(at: AppTest) -> list[dict]:
+    """The plotly figures the app sent, with Plotly's base64 typed arrays decoded to numpy."""
+
+    def decode(value):
+        if isinstance(value, dict) and set(value) <= {"dtype", "bdata", "shape"} and "bdata" in value:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]).newbyteorder("<"))
+            shape = value.get("shape")
+            return array.reshape([int(s) for s in str(shape).split(",")]) if shape else array
+        if isinstance(value, dict):
+            return {k: decode(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [decode(v) for v in value]
+        return value
+
+    return [decode(json.loads(chart.proto.spec)) for chart in at.get("plotly_chart")]
+
+
+def _assert_posterior_charts_not_blank(at: AppTest) -> None:
+    specs = _chart_specs(at)
+    assert len(specs) == 2
+    for spec in specs:
+        heatmaps = [t for t in spec["data"] if t["type"] == "heatmap"]
+        assert len(heatmaps) == 3
+        assert len({(t["zmin"], t["zmax"]) for t in heatmaps}) == 1  # one colour scale per model
+        for t in heatmaps:
+            z = np.asarray(t["z"], dtype=float)
+            assert np.isfinite(z).all() and z.max() > z.min(), "blank heatmap"
+
+
 def _markdown(at: AppTest) -> str:
     return "\n".join(m.value for m in at.markdown)
 
@@ -134,6 +164,10 @@ def test_every_page_inside_the_frame_with_both_models(app):
     for page in PAGES:
         _open(at, page)
         charts[page] = len(at.get("plotly_chart"))
+        if page == "pages/1_latent_space.py":  # the scatter as sent: every test image, by digit
+            scatter = _chart_specs(at)[0]
+            digits = [t for t in scatter["data"] if t.get("meta") == "digit"]
+            assert len(digits) == 10 and sum(len(t["x"]) for t in digits) == 10_000
         assert any("vae-k1" == h.value for h in at.subheader) and any("iwae-k50" == h.value for h in at.subheader)
     assert charts == {
         "pages/1_latent_space.py": 4,  # scatter + manifold per model
@@ -161,7 +195,7 @@ def test_posteriors_and_resampling_at_the_slider_extremes(app, k):
     _assert_frame(at)
     text = _markdown(at)
     assert f"K = {k}" in text and "∫ q_IW dz" in text and "TV(q_IW, p)" in text and "KL(p ‖ q_IW)" in text
-    assert len(at.get("plotly_chart")) == 2
+    _assert_posterior_charts_not_blank(at)
     assert at.query_params["k"] == str(k)
     _open(at, "pages/3_sir_resampling.py")
     assert len(at.get("image")) == 1 + 2 * 4  # input; per model q tiles, SIR tiles, two mean images
@@ -169,6 +203,36 @@ def test_posteriors_and_resampling_at_the_slider_extremes(app, k):
     at.button(key="new_draws").click().run()
     _assert_frame(at)
     assert at.session_state["draw"] == 1
+
+
+@pytest.fixture(scope="session")
+def far_model_dir(model_dir, tmp_path_factory) -> Path:
+    """A model whose encoder puts a narrow q(z|x) at (3, -3) for every image, far from where p(z|x) lies
+    (near the origin): q and p do not overlap at all."""
+    d = tmp_path_factory.mktemp("far-checkpoints")
+    shutil.copy(model_dir / "iwae-k50.safetensors", d / "iwae-k50.safetensors")
+    torch.manual_seed(2)
+    model = VAE(ModelConfig())
+    images, _ = testset.load()
+    model.init_output_bias(images[:2000].mean(0))
+    with torch.no_grad():
+        model.encoder[-1].weight.zero_()
+        model.encoder[-1].bias.copy_(torch.tensor([3.0, -3.0, 2 * np.log(0.05), 2 * np.log(0.05)]))
+    save_checkpoint(model, _metadata("vae", 1, {}), d / "vae-k1.safetensors")
+    return d
+
+
+@pytest.mark.parametrize("k", [1, 5000])
+def test_q_and_p_that_do_not_overlap(far_model_dir, monkeypatch, k):
+    monkeypatch.setenv(catalog.CHECKPOINT_DIR_ENV, str(far_model_dir))
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params.update({"k": str(k)})
+    at.run()
+    _open(at, "pages/2_posterior_densities.py")
+    _assert_posterior_charts_not_blank(at)
+    assert "| TV(q, p) | 1.0000 |" in _markdown(at)
+    _open(at, "pages/3_sir_resampling.py")
+    _open(at, "pages/1_latent_space.py")
 
 
 def test_changing_the_image_updates_pages_and_url(app):

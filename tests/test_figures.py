@@ -204,3 +204,14 @@ def test_knn_accuracy(latent_points):
     assert figures.knn_accuracy(mu, shuffled) < 0.2
     with pytest.raises(ValueError):
         figures.knn_accuracy(mu[:10], labels[:10], n_train=10)
+
+
+def test_unresolved_q_gets_its_ellipse():
+    axis, log_q = _fake_density()
+    mu = np.array([1.0, -1.0])
+    narrow = figures.posterior_figure(axis, axis, log_q, log_q, log_q, k=1, mu=mu, sigma=np.array([0.01, 0.2]))
+    ellipses = [t for t in narrow.data if t.meta == "ellipse"]
+    assert len(ellipses) == 2
+    assert max(ellipses[0].x) == pytest.approx(1.02) and min(ellipses[0].y) == pytest.approx(-1.4, abs=1e-3)
+    wide = figures.posterior_figure(axis, axis, log_q, log_q, log_q, k=1, mu=mu, sigma=np.array([1.0, 1.0]))
+    assert not [t for t in wide.data if t.meta == "ellipse"]
