@@ -84,6 +84,7 @@ def main() -> None:
     if common.frame() is None:
         return
     st.session_state[common.FRAME_FLAG] = True
+    st.session_state[common.ENTRYPOINT_PAGE] = nav.title  # which page this entrypoint run framed (tests read it)
     try:
         nav.run()
     finally:

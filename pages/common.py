@@ -208,6 +208,7 @@ def _model_label(cat: Catalog, name: str) -> str:
 
 
 FRAME_FLAG = "_frame_active"  # True in session state while app.py runs a page inside its frame
+ENTRYPOINT_PAGE = "_entrypoint_page"  # title of the page app.py framed in its latest run
 
 
 def frame() -> tuple[Catalog, ViewState] | None:

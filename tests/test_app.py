@@ -29,6 +29,13 @@ PAGES = {
     "pages/3_sir_resampling.py": "Resampling",
     "pages/4_bounds_comparison.py": "Bounds and comparison",
 }
+NAV_TITLES = {
+    "pages/1_latent_space.py": "Latent space",
+    "pages/2_posterior_densities.py": "Posteriors",
+    "pages/3_sir_resampling.py": "Resampling",
+    "pages/4_bounds_comparison.py": "Bounds and comparison",
+}
+ENTRYPOINT_PAGE = "_entrypoint_page"
 SIDEBAR_WIDGETS = {
     "selectbox": {"model_a", "model_b", "digit"},
     "number_input": {"image", "seed"},
@@ -99,9 +106,13 @@ def _assert_frame(at: AppTest) -> None:
 
 
 def _open(at: AppTest, page: str) -> AppTest:
+    """Switch pages the way the browser does; the page must run inside app.py's frame (not on its own,
+    which Streamlit's legacy handling of a folder named pages/ can do)."""
+    at.session_state[ENTRYPOINT_PAGE] = None
     at.switch_page(page).run()
     _assert_frame(at)
     assert [t.value for t in at.title] == [PAGES[page]]
+    assert at.session_state[ENTRYPOINT_PAGE] == NAV_TITLES[page], "the page ran without the entrypoint"
     return at
 
 
@@ -402,3 +413,4 @@ def test_a_page_file_run_without_the_entrypoint_draws_the_frame(app, model_dir):
     at = AppTest.from_file(str(ROOT / "pages" / "2_posterior_densities.py"), default_timeout=60).run()
     _assert_frame(at)
     assert [t.value for t in at.title] == ["Posteriors"]
+    assert ENTRYPOINT_PAGE not in at.session_state
