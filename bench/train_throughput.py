@@ -63,7 +63,7 @@ def naive_loss(model: VAE, x: torch.Tensor, k: int, gen: torch.Generator) -> tor
     z = mu + torch.exp(0.5 * logvar) * eps
     logits = model.decode_logits(z)  # (B*K, D)
     log_q = -0.5 * (LOG_2PI + logvar + eps**2).sum(-1)
-    log_w = bernoulli_log_likelihood(xr, logits) + standard_normal_log_density(z) - log_q
+    log_w = bernoulli_log_likelihood(xr, logits.unsqueeze(1)).squeeze(1) + standard_normal_log_density(z) - log_q
     return -iwae_bound(log_w.view(x.shape[0], k)).mean()
 
 

@@ -175,4 +175,5 @@ def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor, log_area: float) -> 
     """KL(p || q) = integral p log(p / q) over the grid, both renormalized on it."""
     lp = renormalize(log_p.double(), log_area)
     lq = renormalize(log_q.double(), log_area)
-    return ((lp.exp() * (lp - lq)).sum() * math.exp(log_area)).item()
+    terms = torch.where(lp > -math.inf, lp.exp() * (lp - lq), torch.zeros_like(lp))  # 0 log 0 = 0
+    return (terms.sum() * math.exp(log_area)).item()

@@ -166,7 +166,9 @@ def refine(model: VAE, grid: GlobalGrid, x: torch.Tensor, j_coarse: torch.Tensor
     log_px = torch.logsumexp((joint_t + area_t).double(), 0).item()
     log_px_half = torch.logsumexp(torch.cat(half_terms).double(), 0).item()
     outside = _outside_log_mass_bound(grid, j_coarse)
-    error = abs(log_px - log_px_half) + math.exp(min(outside - log_px, 50.0))
+    d = outside - log_px  # missing mass changes log p(x) by at most log(1 + e^d) nats
+    outside_nats = d + math.log1p(math.exp(-d)) if d > 0 else math.log1p(math.exp(d))
+    error = abs(log_px - log_px_half) + outside_nats
     return Quadrature(
         log_px=log_px,
         error_estimate=error,

@@ -229,7 +229,7 @@ def test_sigint_saves_a_resume_file_and_exits_130(tmp_path):
             time.sleep(0.05)
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
+        stdout, stderr = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
