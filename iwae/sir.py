@@ -22,6 +22,7 @@ class SIRDraws:
     proposals: torch.Tensor  # (R, K, 2) independent, or (1, K, 2) shared
     weights: torch.Tensor  # (R, K) or (1, K) normalized importance weights
     ess: torch.Tensor  # (R,) or (1,) effective sample size 1 / sum w~^2 of each proposal batch
+    independent: bool = True  # False when the R draws share proposals
 
 
 @torch.no_grad()
@@ -50,7 +51,34 @@ def sir_sample(
     else:
         index = torch.multinomial(weights, 1, generator=generator)[:, 0]  # (R,)
         z = lw.z[torch.arange(n_draws), index]
-    return SIRDraws(z=z, index=index, proposals=lw.z, weights=weights, ess=effective_sample_size(weights))
+    return SIRDraws(z=z, index=index, proposals=lw.z, weights=weights, ess=effective_sample_size(weights),
+                    independent=not shared)
+
+
+@torch.no_grad()
+def sir_from_pool(pool_z: torch.Tensor, pool_log_w: torch.Tensor, k: int, n_draws: int,
+                  generator: torch.Generator | None = None) -> SIRDraws:
+    """R draws from q_IW at K reusing precomputed draws from q (no decoder call).
+
+    Each draw resamples from K distinct pool members, so each is exactly q_IW-distributed. When
+    R * K <= pool size the K-sets are disjoint and the draws independent; otherwise the sets are random
+    windows of one permutation and the draws are dependent (``independent`` is False).
+    """
+    size = len(pool_log_w)
+    if not 1 <= k <= size or n_draws < 1:
+        raise ValueError(f"need 1 <= K <= pool size ({size}) and R >= 1, got K={k}, R={n_draws}")
+    order = torch.randperm(size, generator=generator)
+    independent = n_draws * k <= size
+    if independent:
+        idx = order[: n_draws * k].reshape(n_draws, k)
+    else:
+        starts = torch.randint(0, size, (n_draws, 1), generator=generator)
+        idx = order[(starts + torch.arange(k)) % size]  # (R, K)
+    weights = torch.softmax(pool_log_w.double()[idx], dim=-1)
+    index = torch.multinomial(weights, 1, generator=generator)[:, 0]
+    proposals = pool_z[idx]  # (R, K, 2)
+    return SIRDraws(z=proposals[torch.arange(n_draws), index], index=index, proposals=proposals,
+                    weights=weights, ess=effective_sample_size(weights), independent=independent)
 
 
 @torch.no_grad()

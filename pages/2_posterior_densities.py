@@ -33,8 +33,9 @@ with common.math_expander(state):
     st.latex(r"\mathrm{TV}(q, p) = \tfrac12 \int |q - p|\,dz, \qquad "
              r"\mathrm{KL}(p\,\|\,q) = \int p \log \tfrac{p}{q}\,dz \quad\text{(on the window's grid)}")
 
-mode = ("one shared batch of K proposals, indices drawn with replacement" if common.sir_is_shared(k)
-        else "independent batches of K proposals")
+mode = ("K-sets taken as random windows of one pool of q draws: each draw is exactly q_IW, the draws are "
+        "dependent" if common.sir_is_shared(k)
+        else "disjoint K-sets from one pool of q draws: independent draws")
 
 shown = common.columns(cat, state)
 for side, col, name, ckpt in shown:
@@ -69,7 +70,7 @@ for side, col, name, ckpt in shown:
              + (" (± sd of one block: a single estimate's spread)" if curve.blocks[ki] > 1 else "")),
             ("log p(x) − L_K", f"{view['log_px'] - curve.mean[ki]:.3f}", "the gap the bound leaves"),
             ("ESS of K weights", f"{sir_draws['ess']:.1f} of {k}",
-             "1 / Σ w̃²" + (", mean over the SIR batches" if not sir_draws["shared"] else ", one batch")),
+             "1 / Σ w̃², mean over the SIR draws' K-sets"),
             ("TV(q_IW, p)", f"{qiw['tv']:.4f}", "½∫|q_IW − p| on the window grid"),
             ("TV(q, p)", f"{view['tv_q']:.4f}", "the same for the encoder alone"),
             ("KL(p ‖ q_IW)", f"{qiw['kl']:.4f}", "nats, on the window grid"),

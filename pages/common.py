@@ -20,7 +20,6 @@ from iwae.catalog import Catalog, ViewState
 from iwae.checkpoints import Checkpoint
 
 N_SIR_OVERLAY = 100  # SIR draws overlaid on the posterior plots
-SIR_INDEPENDENT_ROWS = 5000  # independent SIR batches while K * draws stays below this; else one shared batch
 N_Q_OVERLAY = 100
 IMAGE_CURVE_SAMPLES = 20_000  # draws from q behind the one-image L_K curve (4 blocks at K = 5000)
 SUBSET_CURVE_SAMPLES = 5_000  # per image, for the subset average
@@ -415,16 +414,16 @@ def qiw_view(_model, key: str, index: int, seed: int, k: int) -> dict:
 
 
 def sir_is_shared(k: int, n_draws: int = N_SIR_OVERLAY) -> bool:
-    return k * n_draws > SIR_INDEPENDENT_ROWS
+    """True when the overlay's K-sets cannot all be disjoint within the pool (dependent draws)."""
+    return k * n_draws > posterior.pool_size_for(max(catalog.K_CHOICES))
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def sir_overlay(_model, key: str, index: int, seed: int, k: int) -> dict:
-    """SIR draws for the posterior overlay: independent batches while cheap, else one shared batch."""
-    images, _ = test_set()
-    draws = sir.sir_sample(_model, images[index], k, N_SIR_OVERLAY, generator(seed, "sir-overlay", index, k),
-                           shared=sir_is_shared(k))
-    return {"z": draws.z.numpy(), "ess": float(draws.ess.double().mean()), "shared": sir_is_shared(k)}
+    """SIR draws for the posterior overlay, resampled from the image's pool of q draws (no decoder call)."""
+    pool = proposal_pool(_model, key, index, seed)
+    draws = sir.sir_from_pool(pool.z, pool.log_w, k, N_SIR_OVERLAY, generator(seed, "sir-overlay", index, k))
+    return {"z": draws.z.numpy(), "ess": float(draws.ess.double().mean()), "shared": not draws.independent}
 
 
 def warm_neighbours(models, index: int, seed: int, k: int) -> None:

@@ -290,3 +290,21 @@ def test_sir_finite_at_k_100000_and_on_extreme_images(subject):
         d = sir.sir_sample(subject.model, image, k, r, _gen(k), shared=shared)
         assert torch.isfinite(d.z).all() and torch.isfinite(d.weights).all()
         _check_draws(d, k, shared)
+
+
+def test_sir_from_pool_matches_q_iw(small):
+    """Resampling from a pool of q draws (the app's overlay): disjoint K-sets give independent draws that pass the
+    same chi-square test against q_IW at K = 5; windows of one permutation (R K > pool) are flagged dependent."""
+    i = _sir_image(small)
+    g = _grid(small, i)
+    pool = post.proposal_pool(small.model, small.x[i], SIR_K * N_INDEPENDENT, _gen(21))
+    draws = sir.sir_from_pool(pool.z, pool.log_w, SIR_K, N_INDEPENDENT, _gen(22))
+    assert draws.independent
+    assert torch.equal(draws.z, draws.proposals[torch.arange(N_INDEPENDENT), draws.index])
+    assert _chi_square_p(g, draws.z, _log_q_iw_precise(small, i, SIR_K)) > P_MIN
+    wrong = sir.sir_from_pool(pool.z, pool.log_w, SIR_K - 1, N_INDEPENDENT, _gen(23))  # off by one: rejected
+    assert _chi_square_p(g, wrong.z, _log_q_iw_precise(small, i, SIR_K)) < P_MIN
+    dependent = sir.sir_from_pool(pool.z[:1000], pool.log_w[:1000], 50, 100, _gen(24))
+    assert not dependent.independent and torch.isfinite(dependent.weights).all()
+    with pytest.raises(ValueError):
+        sir.sir_from_pool(pool.z[:10], pool.log_w[:10], 11, 1)

@@ -1,0 +1,58 @@
+"""Print the README's results table (markdown) from the shipped checkpoints' metadata.
+
+    python scripts/results_table.py [checkpoints/*.safetensors]
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from iwae.checkpoints import CheckpointError, read_metadata  # noqa: E402
+
+ORDER = ("vae-k1", "vae-k50", "iwae-k5", "iwae-k50", "iwae-k50-dreg")
+REFERENCES = (
+    "| *Burda et al. 2016, Table 1 (50-D latent)* | VAE | 1 | 3,280 | | | *86.76* | | | | |",
+    "| *Burda et al. 2016, Table 1 (50-D latent)* | VAE | 50 | 3,280 | | | *86.35* | | | | |",
+    "| *Burda et al. 2016, Table 1 (50-D latent)* | IWAE | 5 | 3,280 | | | *85.54* | | | | |",
+    "| *Burda et al. 2016, Table 1 (50-D latent)* | IWAE | 50 | 3,280 | | | *84.78* | | | | |",
+    "| *Davidson et al. 2018 (2-D, Gaussian VAE; IS k=500)* | VAE | 1 | | | | *135.73* | *137.08* | | | |",
+    "| *Davidson et al. 2018 (2-D, hyperspherical VAE; IS k=500)* | S-VAE | 1 | | | | *132.50* | | | | |",
+)
+
+
+def row(path: Path) -> str:
+    meta = read_metadata(path)
+    m, t = meta["metrics"], meta.get("training", {})
+    name = path.name.removesuffix(".safetensors")
+    hours = t.get("seconds", 0) / 3600
+    hardware = f"{t.get('device', '?')}, {t.get('threads', '?')} thread(s)"
+    if not m:
+        return f"| `{name}` | {meta['objective']} | {meta['k']} | {meta['epochs']} | {hours:.2f} h | {hardware} | (not evaluated) |||||"
+    return (
+        f"| `{name}` | {meta['objective'].upper()}{' (DReG)' if meta['estimator'] == 'dreg' else ''} | {meta['k']} "
+        f"| {meta['epochs']} | {hours:.2f} h | {hardware} | **{m['nll_quadrature']:.2f}** "
+        f"| {m['nll_is5000']:.2f} ± {m['nll_is_sem']:.2f} | {-m['elbo']:.2f} | {-m['l5']:.2f} | {-m['l50']:.2f} "
+        f"| {m['active_units']} |"
+    )
+
+
+def main() -> int:
+    paths = [Path(p) for p in sys.argv[1:]] or [
+        Path("checkpoints") / f"{n}.safetensors" for n in ORDER if (Path("checkpoints") / f"{n}.safetensors").exists()
+    ]
+    print("| model | objective | K | epochs | training time | hardware | NLL, quadrature (exact) | "
+          "NLL, IS k=5000 | -ELBO | -L_5 | -L_50 | active units |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for p in paths:
+        try:
+            print(row(p))
+        except CheckpointError as exc:
+            print(f"| `{p.name}` | unreadable: {exc} |||||||||||")
+    for r in REFERENCES:
+        print(r)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
