@@ -63,3 +63,7 @@ def trained_digits_model(digits_train) -> VAE:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+# The posterior tests' shared fixtures (a small trained digits model; copies of the shipped checkpoints).
+from posterior_setup import small, subject  # noqa: E402, F401
