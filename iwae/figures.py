@@ -441,18 +441,3 @@ def training_figure(history: Sequence[Mapping], title: str | None = None, height
 
 # ---------------------------------------------------------------------------------------------
 # A summary shown beside the latent pictures (belongs with iwae.latent; kept here until moved)
-
-KNN_NEIGHBOURS = 5
-KNN_TRAIN = 5000
-
-
-def knn_accuracy(mu, labels, n_train: int = KNN_TRAIN, k: int = KNN_NEIGHBOURS) -> float:
-    """How well a latent space separates the digits: a k-nearest-neighbour classifier (scikit-learn,
-    k = 5) fitted on the first ``n_train`` latent means, accuracy on the rest."""
-    from sklearn.neighbors import KNeighborsClassifier
-
-    mu, labels = _as_np(mu).astype(np.float64), _as_np(labels).astype(int)
-    if not 0 < n_train < len(mu):
-        raise ValueError(f"n_train must be between 1 and {len(mu) - 1}, got {n_train}")
-    clf = KNeighborsClassifier(n_neighbors=k).fit(mu[:n_train], labels[:n_train])
-    return float(clf.score(mu[n_train:], labels[n_train:]))

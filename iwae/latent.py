@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .model import VAE
@@ -38,3 +39,19 @@ def decoded_manifold(
     z = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1)  # (n, n, 2): [row, col] -> (x, y)
     images = decode_means(model, z.reshape(-1, 2)).reshape(n, n, side, side)
     return images.permute(0, 2, 1, 3).reshape(n * side, n * side)
+
+
+KNN_NEIGHBOURS = 5
+KNN_TRAIN = 5000
+
+
+def knn_accuracy(mu, labels, n_train: int = KNN_TRAIN, k: int = KNN_NEIGHBOURS) -> float:
+    """How well a latent space separates the digits: a k-nearest-neighbour classifier (scikit-learn,
+    k = 5) fitted on the first ``n_train`` latent means, accuracy on the rest."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    mu, labels = np.asarray(mu, dtype=np.float64), np.asarray(labels).astype(int)
+    if not 0 < n_train < len(mu):
+        raise ValueError(f"n_train must be between 1 and {len(mu) - 1}, got {n_train}")
+    clf = KNeighborsClassifier(n_neighbors=k).fit(mu[:n_train], labels[:n_train])
+    return float(clf.score(mu[n_train:], labels[n_train:]))

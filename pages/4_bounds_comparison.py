@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from iwae import catalog, figures
+from iwae import catalog, figures, latent
 from pages import common
 
 cat, state = common.page_frame()
@@ -78,7 +78,7 @@ for side, col, name, ckpt in common.columns(cat, state):
         accuracy = common.knn_accuracy(ckpt.model, key)
         st.metric("5-nearest-neighbour accuracy of the latent means", f"{accuracy:.1%}")
         st.caption(
-            f"scikit-learn KNeighborsClassifier({figures.KNN_NEIGHBOURS}) fitted on the encoder means μ(x) of test "
-            f"images 0-{figures.KNN_TRAIN - 1}, scored on images {figures.KNN_TRAIN}-{len(labels) - 1} "
+            f"scikit-learn KNeighborsClassifier({latent.KNN_NEIGHBOURS}) fitted on the encoder means μ(x) of test "
+            f"images 0-{latent.KNN_TRAIN - 1}, scored on images {latent.KNN_TRAIN}-{len(labels) - 1} "
             "(binarized test set, fixed seed)."
         )

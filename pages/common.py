@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from iwae import catalog, curves, figures, latent, posterior, quadrature, sir, testset
+from iwae import catalog, curves, latent, posterior, quadrature, sir, testset
 from iwae.catalog import Catalog, ViewState
 from iwae.checkpoints import Checkpoint
 
@@ -357,7 +357,7 @@ def decode(_model, key: str, z1: float, z2: float) -> np.ndarray:
 def knn_accuracy(_model, key: str) -> float:
     mu, _ = latent_means(_model, key)
     _, labels = test_set()
-    return figures.knn_accuracy(mu, labels)
+    return latent.knn_accuracy(mu, labels)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

@@ -66,7 +66,8 @@ def main() -> int:
     def describe(i: int) -> dict:
         return {
             "label": int(labels[i]),
-            "second_mode_share": {vae.name: round(float(a["second"][i]), 4), iwae.name: round(float(b["second"][i]), 4)},
+            "second_mode_share": {vae.name: round(float(a["second"][i]), 4),
+                                  iwae.name: round(float(b["second"][i]), 4)},
             "log_px": {vae.name: round(float(a["log_px"][i]), 3), iwae.name: round(float(b["log_px"][i]), 3)},
             "gap_log_px_minus_elbo": {vae.name: round(float(gap[i]), 3),
                                       iwae.name: round(float(b["log_px"][i] - b["elbo"][i]), 3)},

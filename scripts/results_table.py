@@ -28,7 +28,8 @@ def row(path: Path) -> str:
     hours = t.get("seconds", 0) / 3600
     hardware = f"{t.get('device', '?')}, {t.get('threads', '?')} thread(s)"
     if not m:
-        return f"| `{name}` | {meta['objective']} | {meta['k']} | {meta['epochs']} | {hours:.2f} h | {hardware} | (not evaluated) |||||"
+        return (f"| `{name}` | {meta['objective']} | {meta['k']} | {meta['epochs']} | {hours:.2f} h | {hardware} "
+                "| (not evaluated) |||||")
     return (
         f"| `{name}` | {meta['objective'].upper()}{' (DReG)' if meta['estimator'] == 'dreg' else ''} | {meta['k']} "
         f"| {meta['epochs']} | {hours:.2f} h | {hardware} | **{m['nll_quadrature']:.2f}** "

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from iwae import figures, posterior, quadrature
+from iwae import figures, latent, posterior, quadrature
 from iwae.model import VAE, ModelConfig
 
 
@@ -199,11 +199,11 @@ def test_small_images():
 
 def test_knn_accuracy(latent_points):
     mu, labels = latent_points
-    assert figures.knn_accuracy(mu, labels) > 0.9
+    assert latent.knn_accuracy(mu, labels) > 0.9
     shuffled = np.random.default_rng(3).permutation(labels)
-    assert figures.knn_accuracy(mu, shuffled) < 0.2
+    assert latent.knn_accuracy(mu, shuffled) < 0.2
     with pytest.raises(ValueError):
-        figures.knn_accuracy(mu[:10], labels[:10], n_train=10)
+        latent.knn_accuracy(mu[:10], labels[:10], n_train=10)
 
 
 def test_unresolved_q_gets_its_ellipse():
