@@ -1,0 +1,573 @@
+"""The explorer in a real browser: ``streamlit run app.py`` in a subprocess, driven by Playwright (sync API) and
+Debian's chromium. Run with ``python -m pytest tests/test_browser.py -m browser``.
+
+What AppTest cannot check (tests/test_app.py): the pages as a browser builds them from the sidebar navigation,
+plotly charts actually drawn (WebGL scatter included), a real mouse click on a scatter point reaching the
+selection callback, the K slider driven from the keyboard, sidebar state kept across client-side page switches,
+and the URL query parameters. Full-page screenshots go to artifacts/screenshots/browser-<page>.png.
+
+The server reads a snapshot of the model checkpoints in checkpoints/ (copied to a temporary folder through
+``IWAE_CHECKPOINT_DIR``), so training runs that rewrite them cannot change models under a running test; with no
+checkpoint there (a fresh CI checkout), two small untrained models are written instead. Its torch uses
+``IWAE_TEST_THREADS`` threads (default 1), like the in-process tests (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+SERVER_START_S = 120  # torch imports slowly on a loaded box
+RUN_TIMEOUT_MS = 180_000  # one script run (first quadrature of an image, the subset bound curves)
+RERUN_START_MS = 10_000  # how long an action may take to start a rerun
+SETTLE_MS = 400  # idle for this long after a run counts as idle (a callback may start another run)
+VIEWPORT = {"width": 1600, "height": 1000}
+
+# page name -> (sidebar link title, URL path, title shown on the page)
+PAGES = {
+    "home": ("Home", "/", "IWAE visual explorer"),
+    "latent": ("Latent space", "/latent", "Latent space"),
+    "posteriors": ("Posteriors", "/posteriors", "Posteriors"),
+    "resampling": ("Resampling", "/resampling", "Resampling"),
+    "bounds": ("Bounds and comparison", "/bounds", "Bounds and comparison"),
+}
+FIRST_LINK = "/latent?image=3"  # what the browser opens first: a deep link with state in its query
+MIN_CHARTS = {"home": 0, "latent": 4, "posteriors": 2, "resampling": 0, "bounds": 6}
+K_LABEL = "K (importance samples)"
+IMAGE_LABEL = "Image index (0-9999)"
+
+# Counts the app's script runs: Streamlit sets data-test-script-state on stApp to "running" / "notRunning".
+# A MutationObserver sees every change, however short the run, so an action's rerun is never missed.
+RUN_OBSERVER = """
+(() => {
+  window.__st = {runs: 0, state: null, startAt: 0, idleAt: 0};
+  const check = () => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    const s = app ? app.getAttribute('data-test-script-state') : null;
+    if (s === window.__st.state) return;
+    if (s === 'running') { window.__st.runs += 1; window.__st.startAt = performance.now(); }
+    if (s === 'notRunning') window.__st.idleAt = performance.now();
+    window.__st.state = s;
+  };
+  new MutationObserver(check).observe(document, {subtree: true, childList: true, attributes: true,
+                                                 attributeFilter: ['data-test-script-state']});
+})();
+"""
+
+# For each plotly chart on the page: its traces and points, and per cartesian subplot its plot area in
+# CSS pixels relative to the chart (for the pixel check).
+CHART_INFO = """
+() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
+  const data = gd._fullData || [];
+  const size = (a) => (a && a.length) || 0;
+  const plots = Object.values((gd._fullLayout && gd._fullLayout._plots) || {}).map(p => ({
+    x: p.xaxis._offset, y: p.yaxis._offset, w: p.xaxis._length, h: p.yaxis._length}));
+  const r = gd.getBoundingClientRect();
+  return {traces: data.length, points: data.reduce((s, t) => s + Math.max(size(t.x), size(t.z)), 0),
+          plots, width: r.width, height: r.height,
+          annotations: ((gd._fullLayout && gd._fullLayout.annotations) || []).map(a => a.text)};
+})
+"""
+
+# The most isolated point of the per-digit traces in one latent scatter, in page (viewport) pixels, so that a
+# click there selects exactly that point; skips the excluded test indices (the chosen image) and the plot's edges.
+ISOLATED_POINT = """
+([chart, meta, excluded]) => {
+  const gd = document.querySelectorAll('.js-plotly-plot')[chart];
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+  const all = [];
+  gd._fullData.forEach((t, cn) => {
+    for (let i = 0; i < t.x.length; i++) {
+      all.push({px: xa._offset + xa.l2p(t.x[i]), py: ya._offset + ya.l2p(t.y[i]), cn, i,
+                index: t.meta === meta && t.customdata ? Number(t.customdata[i]) : null});
+    }
+  });
+  const margin = 25;
+  const inside = (p) => p.px > xa._offset + margin && p.px < xa._offset + xa._length - margin &&
+                        p.py > ya._offset + margin && p.py < ya._offset + ya._length - margin;
+  const candidates = all.filter(p => p.index !== null && !excluded.includes(p.index) && inside(p));
+  const step = Math.max(1, Math.floor(candidates.length / 600));
+  let best = null;
+  for (let c = 0; c < candidates.length; c += step) {
+    const p = candidates[c];
+    let d2 = Infinity;
+    for (const q of all) {
+      if (q === p) continue;
+      const d = (q.px - p.px) ** 2 + (q.py - p.py) ** 2;
+      if (d < d2) d2 = d;
+    }
+    if (best === null || d2 > best.d2) best = {...p, d2};
+  }
+  return best && {x: r.left + best.px, y: r.top + best.py, index: best.index, curve: best.cn, point: best.i,
+                  separation_px: Math.sqrt(best.d2)};
+}
+"""
+
+
+# ------------------------------------------------------------------------------------------------
+# The server
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log: Path
+    checkpoints: Path
+    models: list[str] = field(default_factory=list)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.is_file() else ""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+            return r.status == 200 and r.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
+def _checkpoint_snapshot(folder: Path) -> list[str]:
+    """Copy the model checkpoints (not training states) and the instructive-image presets into ``folder``; write
+    two small untrained models when there are none. Returns the model names."""
+    from iwae import catalog
+
+    source = ROOT / "checkpoints"
+    for path in catalog.discover(source):
+        shutil.copy2(path, folder / path.name)
+    presets = source / catalog.INSTRUCTIVE_FILE
+    if presets.is_file():
+        shutil.copy2(presets, folder / presets.name)
+    if not catalog.discover(folder):
+        _write_untrained_models(folder)
+    return [catalog.checkpoint_name(p) for p in catalog.discover(folder)]
+
+
+def _write_untrained_models(folder: Path) -> None:
+    import torch
+
+    from iwae import testset
+    from iwae.checkpoints import save_checkpoint
+    from iwae.model import VAE, ModelConfig
+
+    images, _ = testset.load()
+    for seed, (name, objective, k) in enumerate((("vae-k1", "vae", 1), ("iwae-k50", "iwae", 50))):
+        torch.manual_seed(seed)
+        model = VAE(ModelConfig())
+        model.init_output_bias(images[:2000].mean(0))
+        history = [{"epoch": 1, "lr": 1e-3, "train_bound": -200.0, "test_bound": -205.0, "test_images": 100,
+                    "seconds": 1.0}]
+        metadata = {"config": ModelConfig().to_dict(), "objective": objective, "k": k, "estimator": "standard",
+                    "epochs": 1, "seed": seed, "data": {"dataset": "untrained browser-test model"},
+                    "history": history, "metrics": {}}
+        save_checkpoint(model, metadata, folder / f"{name}.safetensors")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) for browser tests")
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    from iwae import testset
+
+    if not testset.DEFAULT_PATH.is_file():
+        pytest.skip("the shipped binarized test set is missing")
+    folder = tmp_path_factory.mktemp("browser-checkpoints")
+    models = _checkpoint_snapshot(folder)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("browser-server") / "streamlit.log"
+    threads = os.environ.get("IWAE_TEST_THREADS", "1")
+    env = os.environ | {"IWAE_CHECKPOINT_DIR": str(folder), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+               "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
+               "--browser.gatherUsageStats", "false"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    srv = Server(url, process, log, folder, models)
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while not _healthy(url):
+            if process.poll() is not None:
+                pytest.fail(f"streamlit exited with {process.returncode} before it was healthy:\n{srv.log_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit not healthy after {SERVER_START_S} s:\n{srv.log_text()}")
+            time.sleep(0.25)
+        yield srv
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ------------------------------------------------------------------------------------------------
+# The browser
+
+
+@dataclass
+class Browser:
+    page: object  # playwright.sync_api.Page
+    url: str
+    errors: list[str]
+    first_dialogs: list[str]  # dialogs shown when the session opened (a deep link, the server's first session)
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = chromium.new_context(viewport=VIEWPORT)
+            context.add_init_script(RUN_OBSERVER)
+            page = context.new_page()
+            page.set_default_timeout(RUN_TIMEOUT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            # The first session of a fresh server, opened from a shared link to a page other than home.
+            page.goto(server.url + FIRST_LINK)
+            wait_idle(page)
+            dialogs = close_dialogs(page)
+            yield Browser(page, server.url, errors, dialogs)
+        finally:
+            chromium.close()
+
+
+def close_dialogs(page) -> list[str]:
+    """Close every open Streamlit dialog; returns their texts."""
+    dialogs = page.locator("[data-testid='stDialog']")
+    texts = [" ".join(t.split()) for t in dialogs.all_inner_texts()]
+    for _ in texts:
+        dialogs.first.get_by_role("button", name="Close").click()
+        page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stDialog\"]')", timeout=10_000)
+    return texts
+
+
+def runs(page) -> int:
+    return page.evaluate("() => window.__st.runs")
+
+
+def wait_idle(page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
+    """Connected, no script running, and none for SETTLE_MS."""
+    page.wait_for_function(
+        """settle => {
+             const app = document.querySelector('[data-testid="stApp"]');
+             return app && app.getAttribute('data-test-connection-state') === 'CONNECTED'
+               && window.__st.state === 'notRunning' && performance.now() - window.__st.idleAt > settle;
+           }""",
+        arg=SETTLE_MS, timeout=timeout_ms, polling=100,
+    )
+
+
+def act(page, action, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
+    """Do ``action`` (a callable), wait for the rerun it causes to start, then for the app to be idle."""
+    before = runs(page)
+    action()
+    page.wait_for_function("n => window.__st.runs > n", arg=before, timeout=RERUN_START_MS, polling=50)
+    wait_idle(page, timeout_ms)
+
+
+def open_page(b: Browser, name: str) -> None:
+    """Switch page with the sidebar navigation link, as a user does."""
+    title, path, heading = PAGES[name]
+    link = b.page.locator("[data-testid='stSidebarNav'] a[data-testid='stSidebarNavLink']", has_text=title)
+    act(b.page, link.click)
+    assert urlparse(b.page.url).path == path, b.page.url
+    assert b.page.locator("h1").first.inner_text().strip() == heading
+
+
+def sidebar_state(page) -> dict:
+    """The sidebar's shown values: models (names), image index, K."""
+    side = page.locator("[data-testid='stSidebar']")
+
+    def model(label: str) -> str:
+        return side.get_by_label(label, exact=True).input_value().split(" (")[0]
+
+    return {
+        "a": model("Left column"),
+        "b": model("Right column"),
+        "image": int(side.get_by_label(IMAGE_LABEL, exact=True).input_value()),
+        "k": int(k_slider(page).get_attribute("aria-valuetext")),
+    }
+
+
+def k_slider(page):
+    return page.locator("[data-testid='stSidebar']").get_by_role("slider", name=K_LABEL)
+
+
+def query(page) -> dict:
+    return {k: v[-1] for k, v in parse_qs(urlparse(page.url).query).items()}
+
+
+def assert_state_in_url(page, state: dict) -> None:
+    q = query(page)
+    assert {k: q.get(k) for k in ("a", "b", "image", "k")} == {k: str(v) for k, v in state.items()}, page.url
+
+
+def assert_no_exception(b: Browser) -> None:
+    """No exception element, no dialog (e.g. "Page not found") and no uncaught error in the page."""
+    exceptions = b.page.locator("[data-testid='stException']")
+    assert exceptions.count() == 0, exceptions.all_inner_texts()
+    dialogs = b.page.locator("[data-testid='stDialog']")
+    assert dialogs.count() == 0, dialogs.all_inner_texts()
+    assert not b.errors, b.errors
+
+
+def ink_pixels(png: bytes, box: dict) -> int:
+    """Pixels in the box (CSS px = device px here) darker or more saturated than light grid lines."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    top, left = int(box["y"]) + 3, int(box["x"]) + 3
+    area = pixels[top : int(box["y"] + box["h"]) - 3, left : int(box["x"] + box["w"]) - 3]
+    return int((area.min(axis=-1) < 200).sum())
+
+
+def assert_charts_drawn(b: Browser, minimum: int) -> list[dict]:
+    """At least ``minimum`` plotly charts, each with data, a real size, and ink in every subplot's plot area."""
+    charts = b.page.evaluate(CHART_INFO)
+    assert len(charts) >= minimum, f"{len(charts)} plotly charts, expected at least {minimum}"
+    locator = b.page.locator(".js-plotly-plot")
+    for i, chart in enumerate(charts):
+        assert chart["traces"] > 0 and chart["points"] > 0, (i, chart)
+        assert chart["width"] > 200 and chart["height"] > 150, (i, chart)
+        assert chart["plots"], (i, chart)
+        png = locator.nth(i).screenshot()
+        ink = [ink_pixels(png, box) for box in chart["plots"]]
+        assert min(ink) >= 100, f"chart {i}: a blank subplot (ink pixels per subplot {ink}); {chart}"
+    return charts
+
+
+def scatter_target(page, chart: int, excluded: list[int]) -> dict | None:
+    """An isolated point of latent scatter number ``chart`` (scrolled into view): its viewport position, test
+    index, trace and point number, and the distance in pixels to its nearest neighbour."""
+    from iwae.figures import DIGIT_META
+
+    page.locator(".js-plotly-plot").nth(chart).scroll_into_view_if_needed()
+    return page.evaluate(ISOLATED_POINT, [chart, DIGIT_META, list(excluded)])
+
+
+HOVERED = """
+([chart, curve, point]) => {
+  const gd = document.querySelectorAll('.js-plotly-plot')[chart];
+  const h = gd && gd._hoverdata;
+  return !!(h && h.length && h[0].curveNumber === curve && h[0].pointNumber === point);
+}
+"""
+
+
+def hover(page, target: dict, chart: int = 0, timeout_s: float = 30) -> None:
+    """Move the mouse onto the point as a user does, until plotly's hover state holds that point: its click
+    handler reads it, and a fresh WebGL scatter builds its point index on the first hover (slow on a loaded box:
+    a click before that selects nothing)."""
+    deadline = time.monotonic() + timeout_s
+    for attempt in range(1000):
+        page.mouse.move(target["x"] - 8 + attempt % 2, target["y"] - 8)
+        page.mouse.move(target["x"], target["y"], steps=4)
+        try:
+            page.wait_for_function(HOVERED, arg=[chart, target["curve"], target["point"]], timeout=1000, polling=50)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"plotly never reported hovering {target}") from None
+
+
+def full_page_screenshot(page, name: str) -> Path:
+    """The whole page: Streamlit scrolls inside its own container, so grow the viewport to the content first."""
+    height = page.evaluate(
+        "() => Math.max(...Array.from(document.querySelectorAll("
+        "'[data-testid=stMain], [data-testid=stAppViewContainer], [data-testid=stMainBlockContainer]'))"
+        ".map(e => e.scrollHeight), document.documentElement.scrollHeight)")
+    path = SCREENSHOTS / f"browser-{name}.png"
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(int(height) + 40, 8000)})
+    try:
+        page.wait_for_timeout(1000)  # plotly redraws on resize
+        wait_idle(page)
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        page.set_viewport_size(VIEWPORT)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# Tests (in file order: they share one browser page, as one user's session)
+
+
+def test_first_session_opened_with_state(browser):
+    """The first session, opened from a deep link, ran the linked page with the linked image."""
+    page = browser.page
+    assert urlparse(page.url).path == "/latent", page.url
+    assert page.locator("h1").first.inner_text().strip() == PAGES["latent"][2]
+    assert sidebar_state(page)["image"] == 3
+    assert query(page).get("image") == "3"
+
+
+@pytest.mark.xfail(reason="app bug: the first session of a fresh server opened at a page's URL shows Streamlit's "
+                          "'Page not found' dialog (the legacy pages/ folder lookup runs before st.navigation); the "
+                          "page itself is right. Renaming pages/ (e.g. to views/) fixes it.", strict=False)
+def test_first_deep_link_without_page_not_found(browser):
+    assert browser.first_dialogs == []
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_renders(browser, name):
+    """Every page opened from the sidebar: no exception, its charts (or pictures) drawn; a screenshot."""
+    if name == "home":
+        open_page(browser, "latent")  # start from another page so that the link really switches
+    open_page(browser, name)
+    assert_no_exception(browser)
+    assert browser.page.locator("[data-testid='stSidebar'] [data-testid='stSlider']").count() == 1
+    if MIN_CHARTS[name]:
+        assert_charts_drawn(browser, MIN_CHARTS[name])
+    if name == "home":
+        assert browser.page.locator("[data-testid='stDataFrame']").count() >= 1
+    if name == "resampling":
+        sizes = browser.page.locator("[data-testid='stMain'] img").evaluate_all(
+            "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+        assert len(sizes) >= 9 and all(done and width > 0 for done, width in sizes), sizes
+    shot = full_page_screenshot(browser.page, name)
+    assert shot.stat().st_size > 10_000
+
+
+def test_scatter_click_chooses_image(browser):
+    """A real mouse click on a point of the latent scatter chooses its test image for the whole app."""
+    page = browser.page
+    open_page(browser, "latent")
+    before = sidebar_state(page)
+    target = scatter_target(page, 0, [before["image"]])
+    assert target is not None and target["separation_px"] >= 2, target
+    hover(page, target)
+    act(page, lambda: page.mouse.click(target["x"], target["y"]))
+    after = sidebar_state(page)
+    assert after["image"] == target["index"], (target, after)
+    assert {k: after[k] for k in ("a", "b", "k")} == {k: before[k] for k in ("a", "b", "k")}
+    side = page.locator("[data-testid='stSidebar']")
+    assert side.get_by_text(f"Image #{target['index']}: digit").count() == 1
+    assert page.locator("[data-testid='stMain']").get_by_text(f"test image #{target['index']} (digit").count() == 1
+    assert_state_in_url(page, after)
+    assert_no_exception(browser)
+    # the chosen image's ring moved to the clicked point
+    ring = page.evaluate("""() => { const gd = document.querySelectorAll('.js-plotly-plot')[0];
+        return gd._fullData.filter(t => String(t.name).startsWith('image #')).map(t => t.name); }""")
+    assert ring == [f"image #{target['index']}"], ring
+
+
+def _press_k(browser, key: str, times: int = 1) -> None:
+    slider = k_slider(browser.page)
+    slider.focus()
+
+    def press() -> None:
+        for _ in range(times):
+            browser.page.keyboard.press(key)
+
+    act(browser.page, press)
+
+
+def _assert_k_shown(browser, k: int) -> None:
+    page = browser.page
+    assert sidebar_state(page)["k"] == k
+    assert query(page).get("k") == str(k), page.url
+    main = page.locator("[data-testid='stMain']")
+    assert main.get_by_text(f"K = {k}", exact=False).count() >= 1
+    titles = [t for chart in page.evaluate(CHART_INFO) for t in chart["annotations"] if "at K =" in t]
+    assert titles and all(t.endswith(f"at K = {k}") for t in titles), titles
+    assert_no_exception(browser)
+
+
+def test_k_slider_keyboard(browser):
+    """K moved with the keyboard on the slider thumb: the posteriors page redraws at the new K."""
+    from iwae.catalog import K_CHOICES
+
+    open_page(browser, "posteriors")
+    k0 = sidebar_state(browser.page)["k"]
+    i0 = K_CHOICES.index(k0)
+    if i0 == len(K_CHOICES) - 1:
+        _press_k(browser, "ArrowLeft")
+        i0 -= 1
+    _press_k(browser, "ArrowRight")  # one step up
+    _assert_k_shown(browser, K_CHOICES[i0 + 1])
+    _press_k(browser, "Home")  # a jump to K = 1: q_IW is q
+    _assert_k_shown(browser, K_CHOICES[0])
+    _press_k(browser, "ArrowRight", times=3)  # three quick steps: the last value wins
+    _assert_k_shown(browser, K_CHOICES[3])
+    assert_charts_drawn(browser, MIN_CHARTS["posteriors"])
+
+
+def test_state_kept_across_pages(browser, server):
+    """The sidebar (models, image, K) survives page switches and is mirrored in the URL."""
+    page = browser.page
+    side = page.locator("[data-testid='stSidebar']")
+    state = sidebar_state(page)
+    others = [m for m in server.models if m not in (state["a"], state["b"])]
+    if others:  # choose another model for the right column (opening the list does not rerun; choosing does)
+        side.get_by_label("Right column", exact=True).click()
+        act(page, lambda: page.get_by_role("option", name=others[0]).first.click())
+        state = sidebar_state(page)
+        assert state["b"] == others[0]
+    for name in ("resampling", "bounds", "home", "latent"):
+        open_page(browser, name)
+        assert sidebar_state(page) == state, name
+        assert_state_in_url(page, state)
+        assert_no_exception(browser)
+    main = page.locator("[data-testid='stMain']")
+    assert main.get_by_text(f"test image #{state['image']} (digit").count() == 1
+    assert main.locator("h3", has_text=state["b"]).count() >= 1
+
+
+def test_deep_link_restores_state(browser, server):
+    """A shared URL opens the same models, image and K (a new session in a new tab)."""
+    from iwae.catalog import K_CHOICES
+
+    page = browser.page.context.new_page()
+    try:
+        state = {"a": server.models[-1], "b": server.models[0], "image": 7, "k": K_CHOICES[-3]}
+        page.goto(f"{server.url}/resampling?a={state['a']}&b={state['b']}&image=7&k={state['k']}&seed=3")
+        wait_idle(page)
+        assert sidebar_state(page) == state
+        assert_state_in_url(page, state)
+        assert query(page).get("seed") == "3"
+        assert page.locator("[data-testid='stMain']").get_by_text(f"SIR at K = {state['k']}").count() >= 1
+        assert page.locator("[data-testid='stException']").count() == 0
+    finally:
+        page.close()
+
+
+def test_server_log_clean(browser, server):
+    """No traceback in the server's output and no uncaught error in the page during the session."""
+    assert not browser.errors, browser.errors
+    log = server.log_text()
+    assert "Traceback" not in log, log[-5000:]
