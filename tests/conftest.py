@@ -22,7 +22,8 @@ from iwae.model import VAE, ModelConfig  # noqa: E402
 # models ~5-50x slower. Also makes every in-process run bit-for-bit reproducible. Override with IWAE_TEST_THREADS.
 torch.set_num_threads(int(os.environ.get("IWAE_TEST_THREADS", "1")))
 
-MNIST_DIR = Path("/work/shared/data/mnist")
+# The MNIST files: $IWAE_DATA_DIR, else ../shared/data/mnist beside the repository (as on CI).
+MNIST_DIR = Path(os.environ.get("IWAE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
 DIGITS_TRAIN_STEPS = 300
 
 

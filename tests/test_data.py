@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import MNIST_DIR  # noqa: E402
 
 from iwae import data as data_mod
 from iwae.data import (
@@ -28,7 +29,6 @@ from iwae.data import (
     read_idx,
 )
 
-MNIST_DIR = Path("/work/shared/data/mnist")
 NAME = "t10k-labels-idx1-ubyte.gz"  # the smallest real MNIST file (4.5 kB)
 
 
