@@ -11,13 +11,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from iwae.checkpoints import CheckpointError, read_metadata  # noqa: E402
 
 ORDER = ("vae-k1", "vae-k50", "iwae-k5", "iwae-k50", "iwae-k50-dreg")
-REFERENCES = (
-    "| *Burda et al. 2016, Table 1 (50-D latent)* | VAE | 1 | 3,280 | | | *86.76* | | | | |",
-    "| *Burda et al. 2016, Table 1 (50-D latent)* | VAE | 50 | 3,280 | | | *86.35* | | | | |",
-    "| *Burda et al. 2016, Table 1 (50-D latent)* | IWAE | 5 | 3,280 | | | *85.54* | | | | |",
-    "| *Burda et al. 2016, Table 1 (50-D latent)* | IWAE | 50 | 3,280 | | | *84.78* | | | | |",
-    "| *Davidson et al. 2018 (2-D, Gaussian VAE; IS k=500)* | VAE | 1 | | | | *135.73* | *137.08* | | | |",
-    "| *Davidson et al. 2018 (2-D, hyperspherical VAE; IS k=500)* | S-VAE | 1 | | | | *132.50* | | | | |",
+REFERENCES = (  # published numbers, in the IS column (their estimator); not computed here
+    "| *Burda et al. 2016, Table 1 (50-D latent)* | VAE | 1 | 3,280 | | | | *86.76* | | | | |",
+    "| *Burda et al. 2016, Table 1 (50-D latent)* | VAE | 50 | 3,280 | | | | *86.35* | | | | |",
+    "| *Burda et al. 2016, Table 1 (50-D latent)* | IWAE | 5 | 3,280 | | | | *85.54* | | | | |",
+    "| *Burda et al. 2016, Table 1 (50-D latent)* | IWAE | 50 | 3,280 | | | | *84.78* | | | | |",
+    "| *Davidson et al. 2018 (2-D Gaussian VAE; IS k=500)* | VAE | 1 | | | | | *135.73* | *137.08* | | | |",
+    "| *Davidson et al. 2018 (2-D hyperspherical VAE; IS k=500)* | S-VAE | 1 | | | | | *132.50* | | | | |",
 )
 
 
