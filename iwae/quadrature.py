@@ -96,7 +96,7 @@ def log_joint_at(model: VAE, x: torch.Tensor, z: torch.Tensor, chunk: int = 1638
     out = []
     for c in z.split(chunk):
         logits = model.decode_logits(c)
-        out.append(x @ logits.T - F.softplus(logits).sum(-1) + standard_normal_log_density(c))
+        out.append(log_likelihood_from_logits(x, logits, F.softplus(logits).sum(-1)) + standard_normal_log_density(c))
     return torch.cat(out) if out else torch.zeros(0)
 
 
