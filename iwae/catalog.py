@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from . import image_ref
 from .checkpoints import Checkpoint, CheckpointError, load_checkpoint
+from .image_ref import ImageRef
 
 CHECKPOINT_DIR_ENV = "IWAE_CHECKPOINT_DIR"
 DEFAULT_CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -239,10 +241,16 @@ class ViewState:
     k: int  # number of importance samples K, one of K_CHOICES
     seed: int  # random seed for every sampled quantity
     show_math: bool  # open the mathematics expanders
+    own: str | None = None  # the user's own digit (image_ref code), shown instead of the test image when set
+
+    @property
+    def image_ref(self) -> ImageRef:
+        """What every page shows: the user's digit when there is one, else the test image."""
+        return self.own if self.own is not None else self.image
 
 
 QUERY_KEYS = {"model_a": "a", "model_b": "b", "image": "image", "digit": "digit", "k": "k", "seed": "seed",
-              "show_math": "math"}
+              "show_math": "math", "own": "x"}
 
 
 def default_models(names: list[str]) -> tuple[str, str]:
@@ -316,12 +324,19 @@ def parse_query(params: Mapping, names: list[str], n_images: int = N_TEST_IMAGES
                 updates[field] = False
             else:
                 bad(key, raw, "math is 0 or 1", default)
+        elif field == "own":
+            try:
+                image_ref.decode_digit(raw)
+                updates[field] = raw
+            except ValueError as exc:
+                shown = raw[:12] + "…" if len(raw) > 12 else raw
+                bad(key, shown, str(exc), f"test image #{updates.get('image', state.image)}")
     return replace(state, **updates), warnings
 
 
 def to_query(state: ViewState) -> dict[str, str]:
     """The URL query parameters for a view state (inverse of parse_query)."""
-    return {
+    query = {
         "a": state.model_a,
         "b": state.model_b,
         "image": str(state.image),
@@ -330,6 +345,9 @@ def to_query(state: ViewState) -> dict[str, str]:
         "seed": str(state.seed),
         "math": "1" if state.show_math else "0",
     }
+    if state.own is not None:
+        query["x"] = state.own
+    return query
 
 
 def stable_seed(*parts) -> int:

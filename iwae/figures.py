@@ -95,9 +95,11 @@ def latent_scatter(
     window: tuple | None = None,
     title: str | None = None,
     height: int = 520,
+    own_point: Sequence[float] | None = None,
 ) -> go.Figure:
     """The test set's latent means coloured by digit: one Scattergl trace per digit (customdata = test
-    index), then the chosen image (ring) and an optional decoded point z (cross) on top."""
+    index), then the chosen image (ring), the user's own digit's mean (star) and an optional decoded
+    point z (cross) on top."""
     mu, labels = _as_np(mu), _as_np(labels).astype(int)
     fig = go.Figure()
     for d in range(10):
@@ -115,6 +117,14 @@ def latent_scatter(
                 x=[mu[chosen, 0]], y=[mu[chosen, 1]], mode="markers", name=f"image #{chosen}",
                 marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(width=3, color="black")),
                 hovertemplate=f"chosen image #{chosen} (digit {labels[chosen]})<extra></extra>",
+            )
+        )
+    if own_point is not None:
+        fig.add_trace(
+            go.Scattergl(
+                x=[float(own_point[0])], y=[float(own_point[1])], mode="markers", name="your digit",
+                marker=dict(size=20, symbol="star", color="gold", line=dict(width=2, color="black")),
+                hovertemplate="your own digit: μ(x) = (%{x:.2f}, %{y:.2f})<extra></extra>",
             )
         )
     if z_point is not None:

@@ -8,7 +8,10 @@ from iwae import figures
 from pages import common
 
 cat, state = common.page_frame()
-images, labels = common.test_set()
+_, labels = common.test_set()
+ref = state.image_ref
+own = state.own is not None
+chosen = None if own else state.image
 
 st.title("Latent space")
 st.markdown(
@@ -24,8 +27,7 @@ with common.math_expander(state):
 
 top = st.columns([1, 4])
 with top[0]:
-    common.show_image(st, figures.digit_image(images[state.image], 5),
-                      f"test image #{state.image} (digit {labels[state.image]})")
+    common.show_image(st, figures.digit_image(common.image_x(ref), 5), common.image_title(ref, labels))
 with top[1]:
     st.caption("Decode any latent point z (shown as × on both scatters):")
     z_cols = st.columns(2)
@@ -41,7 +43,9 @@ for side, col, _name, ckpt in common.columns(cat, state):
     key = common.model_key(ckpt)
     mu, _ = common.latent_means(ckpt.model, key)
     window = figures.latent_window(mu)
-    fig = figures.latent_scatter(mu, labels, chosen=state.image, z_point=(z1, z2), window=window)
+    mu_x = common.image_mean(ckpt.model, key, ref)
+    fig = figures.latent_scatter(mu, labels, chosen=chosen, z_point=(z1, z2), window=window,
+                                 own_point=mu_x if own else None)
     chart_key = f"scatter_{side}"
 
     def on_select(fig=fig, chart_key=chart_key) -> None:
@@ -54,7 +58,7 @@ for side, col, _name, ckpt in common.columns(cat, state):
         st.plotly_chart(fig, key=chart_key, on_select=on_select, selection_mode=("points", "box"),
                         config=common.PLOTLY_CONFIG)
         a, b = st.columns(2)
-        m1, m2 = float(mu[state.image, 0]), float(mu[state.image, 1])
+        m1, m2 = float(mu_x[0]), float(mu_x[1])
         common.show_image(a, figures.digit_image(common.decode(ckpt.model, key, m1, m2), 4),
                           f"decoder mean at μ(x) = ({m1:.2f}, {m2:.2f})")
         common.show_image(b, figures.digit_image(common.decode(ckpt.model, key, float(z1), float(z2)), 4),
@@ -62,7 +66,7 @@ for side, col, _name, ckpt in common.columns(cat, state):
         picture = common.manifold(ckpt.model, key, n_tiles, window[0], window[1])
         st.plotly_chart(
             figures.manifold_figure(picture, n_tiles, window[0], window[1], mu=mu if overlay else None,
-                                    labels=labels if overlay else None, chosen=state.image,
+                                    labels=labels if overlay else None, chosen=chosen,
                                     title=f"Decoded manifold, {n_tiles} × {n_tiles} tiles"),
             key=f"manifold_{side}", config=common.PLOTLY_CONFIG,
         )

@@ -8,12 +8,13 @@ from iwae import catalog, figures, posterior
 from pages import common
 
 cat, state = common.page_frame()
-images, labels = common.test_set()
-k, seed, index = state.k, state.seed, state.image
+_, labels = common.test_set()
+k, seed, ref = state.k, state.seed, state.image_ref
+title = common.image_title(ref, labels)
 
 st.title("Posteriors")
 st.markdown(
-    f"For test image **#{index}** (digit {labels[index]}): the encoder's $q(z|x)$, the implicit posterior "
+    f"For {title}: the encoder's $q(z|x)$, the implicit posterior "
     f"$q_{{IW}}(z|x)$ of sampling-importance-resampling with **K = {k}**, and the true posterior $p(z|x)$, on "
     "one window per model. **Move K in the sidebar**: at K = 1, $q_{IW} = q$; as K grows it moves towards "
     "$p(z|x)$ and the distances below fall."
@@ -43,11 +44,11 @@ for side, col, name, ckpt in shown:
     model = ckpt.model
     with col:
         with st.spinner(f"Quadrature for {name} (first time for this image: about a second)…"):
-            view = common.posterior_view(model, key, index)
-            qiw = common.qiw_view(model, key, index, seed, k)
-            sir_draws = common.sir_overlay(model, key, index, seed, k)
-            q_draws = common.q_overlay(model, key, index, seed)
-            curve = common.image_curve(model, key, index, seed)
+            view = common.posterior_view(model, key, ref)
+            qiw = common.qiw_view(model, key, ref, seed, k)
+            sir_draws = common.sir_overlay(model, key, ref, seed, k)
+            q_draws = common.q_overlay(model, key, ref, seed)
+            curve = common.image_curve(model, key, ref, seed)
         fig = figures.posterior_figure(view["x_axis"], view["y_axis"], view["log_q"], qiw["log_qiw"], view["log_p"], k,
                                        q_draws=q_draws, sir_draws=sir_draws["z"], mu=view["mu"], sigma=view["sigma"])
         st.plotly_chart(fig, key=f"posterior_{side}", config=common.PLOTLY_CONFIG)
@@ -87,7 +88,7 @@ for side, col, name, ckpt in shown:
                 f"weights drawn from one pool of {posterior.pool_size_for(max(catalog.K_CHOICES)):,} draws from q) "
                 "is off for this image and K. TV and KL renormalize on the grid.", icon=":material/warning:")
         st.caption(common.protocol_line(
-            1, f"test image #{index}; sampling seed {seed}; {catalog.N_TEST_IMAGES:,}-image test set; "
+            1, f"{title}; sampling seed {seed}; {catalog.N_TEST_IMAGES:,}-image test set; "
             f"window grid {len(view['x_axis'])} × {len(view['y_axis'])}"))
 
-common.warm_neighbours([ckpt for _, _, _, ckpt in shown], index, seed, k)
+common.warm_neighbours([ckpt for _, _, _, ckpt in shown], ref, seed, k)

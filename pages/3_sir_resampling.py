@@ -8,8 +8,9 @@ from iwae import figures
 from pages import common
 
 cat, state = common.page_frame()
-images, labels = common.test_set()
-k, seed, index = state.k, state.seed, state.image
+_, labels = common.test_set()
+k, seed, ref = state.k, state.seed, state.image_ref
+title = common.image_title(ref, labels)
 
 
 def new_draws() -> None:
@@ -18,7 +19,7 @@ def new_draws() -> None:
 
 st.title("Resampling")
 st.markdown(
-    f"{common.N_RESAMPLE} latent draws for test image **#{index}**, each decoded to its Bernoulli means: on the "
+    f"{common.N_RESAMPLE} latent draws for {title}, each decoded to its Bernoulli means: on the "
     f"left of each model, plain draws from $q(z|x)$; on the right, SIR draws at **K = {k}** (each from its own "
     "K proposals). Where $q$ reaches regions the decoder turns into other digits, SIR weights them away."
 )
@@ -30,7 +31,7 @@ with common.math_expander(state):
     st.latex(r"\hat x(z) = \mathrm{sigmoid}(f(z)), \qquad \bar x = \frac{1}{16}\sum_{r=1}^{16} \hat x(z^{(r)})")
 
 top = st.columns([1, 3])
-common.show_image(top[0], figures.digit_image(images[index], 5), f"input: test image #{index} (digit {labels[index]})")
+common.show_image(top[0], figures.digit_image(common.image_x(ref), 5), f"input: {title}")
 with top[1]:
     st.button("New draws", icon=":material/casino:", on_click=new_draws, key="new_draws",
               help="Fresh draws (a draw counter enters the seed); the sidebar seed makes them reproducible.")
@@ -41,7 +42,7 @@ for _side, col, name, ckpt in common.columns(cat, state):
     key = common.model_key(ckpt)
     with col:
         with st.spinner(f"Drawing {common.N_RESAMPLE} × {k} proposals for {name}…"):
-            out = common.resample(ckpt.model, key, index, seed, k, st.session_state.get("draw", 0))
+            out = common.resample(ckpt.model, key, ref, seed, k, st.session_state.get("draw", 0))
         a, b = st.columns(2)
         common.show_image(a, figures.tile_images(out["q_images"], cols=4, scale=2),
                           f"{common.N_RESAMPLE} draws from q(z|x)")
@@ -55,5 +56,5 @@ for _side, col, name, ckpt in common.columns(cat, state):
             f"Effective sample size of the K weights: **{out['ess']:.1f}** of {k} (mean over the "
             f"{common.N_RESAMPLE} batches); distinct SIR draws: {out['distinct']} of {common.N_RESAMPLE}."
         )
-        st.caption(common.protocol_line(1, f"test image #{index}; seed {seed}, draw set "
+        st.caption(common.protocol_line(1, f"{title}; seed {seed}, draw set "
                                            f"{st.session_state.get('draw', 0)}; K = {k}"))

@@ -15,9 +15,10 @@ import numpy as np
 import streamlit as st
 import torch
 
-from iwae import catalog, curves, latent, posterior, quadrature, sir, testset
+from iwae import catalog, curves, image_ref, latent, posterior, quadrature, sir, testset
 from iwae.catalog import Catalog, ViewState
 from iwae.checkpoints import Checkpoint
+from iwae.image_ref import ImageRef
 
 N_SIR_OVERLAY = 100  # SIR draws overlaid on the posterior plots
 N_Q_OVERLAY = 100
@@ -89,6 +90,7 @@ def _sanitize(cat: Catalog, n_images: int) -> None:
         ss["model_a"], ss["model_b"] = state.model_a, state.model_b
         ss["image"], ss["digit"], ss["K"] = state.image, state.digit, state.k
         ss["seed"], ss["show_math"] = state.seed, state.show_math
+        ss["own"] = state.own
     default = catalog.default_state(names)
     for key in ("model_a", "model_b"):
         if ss.get(key) not in names:
@@ -102,6 +104,12 @@ def _sanitize(cat: Catalog, n_images: int) -> None:
     if not isinstance(ss.get("seed"), int) or not 0 <= ss["seed"] <= catalog.MAX_SEED:
         ss["seed"] = default.seed
     ss.setdefault("show_math", False)
+    if ss.get("own") is not None:
+        try:
+            image_ref.decode_digit(ss["own"])
+        except ValueError:
+            ss["own"] = None
+    ss.setdefault("own", None)
     ss.setdefault("draw", 0)
 
 
@@ -109,15 +117,21 @@ def _matching(labels: np.ndarray, digit: str) -> np.ndarray:
     return np.arange(len(labels)) if digit == "any" else np.flatnonzero(labels == int(digit))
 
 
+def _back_to_test_image() -> None:
+    st.session_state["own"] = None
+
+
 def _on_digit(labels: np.ndarray) -> None:
     """Digit filter changed: move to the first image of that digit after the current one."""
     ss = st.session_state
+    ss["own"] = None
     if ss["digit"] != "any" and labels[ss["image"]] != int(ss["digit"]):
         _step_image(labels, +1)
 
 
 def _step_image(labels: np.ndarray, step: int) -> None:
     ss = st.session_state
+    ss["own"] = None
     idx = _matching(labels, ss["digit"])
     if len(idx) == 0:
         return
@@ -131,6 +145,7 @@ def _step_image(labels: np.ndarray, step: int) -> None:
 
 def _random_image(labels: np.ndarray) -> None:
     ss = st.session_state
+    ss["own"] = None
     idx = _matching(labels, ss["digit"])
     ss["_random_count"] = ss.get("_random_count", 0) + 1
     rng = np.random.default_rng(catalog.stable_seed("random-image", ss["seed"], ss["_random_count"]))
@@ -143,6 +158,7 @@ def _on_preset() -> None:
     if choice:
         ss["image"] = int(choice.split(":")[1])
         ss["digit"] = "any"
+        ss["own"] = None
     ss["preset"] = None
 
 
@@ -150,6 +166,7 @@ def set_image(index: int, labels: np.ndarray) -> None:
     """Choose a test image from a callback (scatter click); clears a digit filter it contradicts."""
     ss = st.session_state
     ss["image"] = int(index)
+    ss["own"] = None
     if ss.get("digit", "any") != "any" and labels[index] != int(ss["digit"]):
         ss["digit"] = "any"
 
@@ -167,6 +184,7 @@ def sidebar(cat: Catalog, labels: np.ndarray) -> ViewState:
                  format_func=lambda d: "any digit" if d == "any" else f"only {d}s",
                  help="Restricts previous / next / random to this digit.")
     sb.number_input("Image index (0-9999)", min_value=0, max_value=len(labels) - 1, step=1, key="image",
+                    on_change=_back_to_test_image,
                     help="Index into the binarized MNIST test set. Clicking a point in the latent scatter sets it too.")
     c1, c2, c3 = sb.columns(3)
     c1.button(":material/chevron_left:", key="prev_image", on_click=_step_image, args=(labels, -1),
@@ -186,7 +204,12 @@ def sidebar(cat: Catalog, labels: np.ndarray) -> ViewState:
             help=catalog.instructive_protocol(cat.directory) or "Images picked by scripts for teaching.",
         )
     ss = st.session_state
-    sb.caption(f"Image #{ss['image']}: digit {labels[ss['image']]}")
+    if ss["own"] is not None:
+        sb.info("Every page shows **your own digit**.", icon=":material/draw:")
+        sb.button(f"Back to test image #{ss['image']}", key="back_to_test", on_click=_back_to_test_image,
+                  icon=":material/undo:")
+    else:
+        sb.caption(f"Image #{ss['image']}: digit {labels[ss['image']]}")
     sb.subheader("Sampling")
     sb.select_slider("K (importance samples)", options=catalog.K_CHOICES, key="K",
                      help="Log-spaced from 1 (q itself) to 5000 (the paper's test estimate).")
@@ -284,7 +307,25 @@ def view_state() -> ViewState:
     """The sidebar's current values (set by app.py before the page runs)."""
     ss = st.session_state
     return ViewState(ss["model_a"], ss["model_b"], int(ss["image"]), ss["digit"], int(ss["K"]), int(ss["seed"]),
-                     bool(ss["show_math"]))
+                     bool(ss["show_math"]), ss.get("own"))
+
+
+def set_own_digit(x) -> None:
+    """Make a user's binarized digit (784,) the image of every page (keeps the test index to go back to)."""
+    st.session_state["own"] = image_ref.encode_digit(x)
+
+
+def image_x(ref: ImageRef) -> torch.Tensor:
+    """The binarized image (784,) a reference names: a test image or the user's own digit."""
+    if image_ref.is_own_digit(ref):
+        return torch.from_numpy(image_ref.decode_digit(ref))
+    images, _ = test_set()
+    return images[ref]
+
+
+def image_title(ref: ImageRef, labels: np.ndarray) -> str:
+    """How captions name the image: "test image #7 (digit 9)" or "your own digit"."""
+    return "your own digit" if image_ref.is_own_digit(ref) else f"test image #{ref} (digit {labels[ref]})"
 
 
 def numbers_markdown(rows, header=("quantity", "value", "how it is computed")) -> str:
@@ -343,6 +384,15 @@ def latent_means(_model, key: str) -> tuple[np.ndarray, np.ndarray]:
     return mu.numpy(), sd.numpy()
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def image_mean(_model, key: str, ref: ImageRef) -> np.ndarray:
+    """The encoder mean mu(x) (2,) of the chosen image (test or own)."""
+    if not image_ref.is_own_digit(ref):
+        return latent_means(_model, key)[0][ref]
+    mu, _ = latent.latent_means(_model, image_x(ref)[None])
+    return mu[0].numpy()
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def manifold(_model, key: str, n: int, x_range: tuple, y_range: tuple) -> np.ndarray:
     return latent.decoded_manifold(_model, n, x_range, y_range, side=28).numpy()
@@ -367,22 +417,20 @@ def global_grid(_model, key: str) -> quadrature.GlobalGrid:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def image_grid(_model, key: str, index: int) -> posterior.ImageGrid:
-    images, _ = test_set()
-    return posterior.image_grid(_model, global_grid(_model, key), images[index])
+def image_grid(_model, key: str, ref: ImageRef) -> posterior.ImageGrid:
+    return posterior.image_grid(_model, global_grid(_model, key), image_x(ref))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def proposal_pool(_model, key: str, index: int, seed: int) -> posterior.Pool:
-    images, _ = test_set()
+def proposal_pool(_model, key: str, ref: ImageRef, seed: int) -> posterior.Pool:
     size = posterior.pool_size_for(max(catalog.K_CHOICES))
-    return posterior.proposal_pool(_model, images[index], size, generator(seed, "pool", index))
+    return posterior.proposal_pool(_model, image_x(ref), size, generator(seed, "pool", ref))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def posterior_view(_model, key: str, index: int) -> dict:
+def posterior_view(_model, key: str, ref: ImageRef) -> dict:
     """Per image, independent of K: the window, log q and log p(z|x) images, TV and KL of q."""
-    g = image_grid(_model, key, index)
+    g = image_grid(_model, key, ref)
     return {
         "x_axis": g.x_axis.numpy(),
         "y_axis": g.y_axis.numpy(),
@@ -400,11 +448,11 @@ def posterior_view(_model, key: str, index: int) -> dict:
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def qiw_view(_model, key: str, index: int, seed: int, k: int) -> dict:
+def qiw_view(_model, key: str, ref: ImageRef, seed: int, k: int) -> dict:
     """Per K: log q_IW on the image's window (shared pool and grid), its integral, TV and KL to p."""
-    g = image_grid(_model, key, index)
-    pool = proposal_pool(_model, key, index, seed)
-    log_qiw = posterior.log_q_iw(g, pool, k, generator=generator(seed, "qiw", index, k))
+    g = image_grid(_model, key, ref)
+    pool = proposal_pool(_model, key, ref, seed)
+    log_qiw = posterior.log_q_iw(g, pool, k, generator=generator(seed, "qiw", ref, k))
     return {
         "log_qiw": g.to_image(log_qiw).astype(np.float32),
         "mass": g.mass(log_qiw),
@@ -419,14 +467,14 @@ def sir_is_shared(k: int, n_draws: int = N_SIR_OVERLAY) -> bool:
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def sir_overlay(_model, key: str, index: int, seed: int, k: int) -> dict:
+def sir_overlay(_model, key: str, ref: ImageRef, seed: int, k: int) -> dict:
     """SIR draws for the posterior overlay, resampled from the image's pool of q draws (no decoder call)."""
-    pool = proposal_pool(_model, key, index, seed)
-    draws = sir.sir_from_pool(pool.z, pool.log_w, k, N_SIR_OVERLAY, generator(seed, "sir-overlay", index, k))
+    pool = proposal_pool(_model, key, ref, seed)
+    draws = sir.sir_from_pool(pool.z, pool.log_w, k, N_SIR_OVERLAY, generator(seed, "sir-overlay", ref, k))
     return {"z": draws.z.numpy(), "ess": float(draws.ess.double().mean()), "shared": not draws.independent}
 
 
-def warm_neighbours(models, index: int, seed: int, k: int) -> None:
+def warm_neighbours(models, ref: ImageRef, seed: int, k: int) -> None:
     """After a page is drawn: compute q_IW and the SIR overlay for the K values one slider step away,
     so that the next step is a cache hit. An empty placeholder between items lets a new interaction
     interrupt the warming (Streamlit stops a run at its next element)."""
@@ -436,22 +484,20 @@ def warm_neighbours(models, index: int, seed: int, k: int) -> None:
             continue
         for ckpt in models:
             st.empty()
-            qiw_view(ckpt.model, model_key(ckpt), index, seed, catalog.K_CHOICES[j])
-            sir_overlay(ckpt.model, model_key(ckpt), index, seed, catalog.K_CHOICES[j])
+            qiw_view(ckpt.model, model_key(ckpt), ref, seed, catalog.K_CHOICES[j])
+            sir_overlay(ckpt.model, model_key(ckpt), ref, seed, catalog.K_CHOICES[j])
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def q_overlay(_model, key: str, index: int, seed: int) -> np.ndarray:
-    images, _ = test_set()
-    return sir.q_samples(_model, images[index], N_Q_OVERLAY, generator(seed, "q-overlay", index)).numpy()
+def q_overlay(_model, key: str, ref: ImageRef, seed: int) -> np.ndarray:
+    return sir.q_samples(_model, image_x(ref), N_Q_OVERLAY, generator(seed, "q-overlay", ref)).numpy()
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def image_curve(_model, key: str, index: int, seed: int) -> curves.BoundCurve:
+def image_curve(_model, key: str, ref: ImageRef, seed: int) -> curves.BoundCurve:
     """L_K for every K of the slider, for one image, from IMAGE_CURVE_SAMPLES draws."""
-    images, _ = test_set()
-    return curves.bound_curve(_model, images[index : index + 1], catalog.K_CHOICES, IMAGE_CURVE_SAMPLES,
-                              generator(seed, "image-curve", index))
+    return curves.bound_curve(_model, image_x(ref)[None], catalog.K_CHOICES, IMAGE_CURVE_SAMPLES,
+                              generator(seed, "image-curve", ref))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -465,12 +511,11 @@ def subset_curve(_model, key: str, n_images: int, seed: int) -> dict:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def resample(_model, key: str, index: int, seed: int, k: int, draw: int) -> dict:
+def resample(_model, key: str, ref: ImageRef, seed: int, k: int, draw: int) -> dict:
     """Decoded means of N_RESAMPLE plain q draws and of N_RESAMPLE independent SIR draws at K."""
-    images, _ = test_set()
-    x = images[index]
-    zq = sir.q_samples(_model, x, N_RESAMPLE, generator(seed, "resample-q", index, draw))
-    draws = sir.sir_sample(_model, x, k, N_RESAMPLE, generator(seed, "resample-sir", index, k, draw))
+    x = image_x(ref)
+    zq = sir.q_samples(_model, x, N_RESAMPLE, generator(seed, "resample-q", ref, draw))
+    draws = sir.sir_sample(_model, x, k, N_RESAMPLE, generator(seed, "resample-sir", ref, k, draw))
     return {
         "q_images": latent.decode_means(_model, zq).numpy(),
         "sir_images": latent.decode_means(_model, draws.z).numpy(),
