@@ -272,7 +272,43 @@ def _clipped(log_density, zmin: float, zmax: float) -> np.ndarray:
     return np.clip(np.nan_to_num(d, nan=zmin - 1, neginf=zmin - 1, posinf=zmax), zmin - 1, zmax).astype(np.float32)
 
 
-def posterior_figure(
+def _density_heatmap(name: str, dens, x_axis, y_axis, zmin: float, zmax: float, showscale: bool) -> go.Heatmap:
+    return go.Heatmap(
+        x=x_axis, y=y_axis, z=_clipped(dens, zmin, zmax), zmin=zmin, zmax=zmax, colorscale="Viridis",
+        showscale=showscale, name=name, meta="density",
+        colorbar=dict(title=dict(text="log density", side="right"), thickness=14),
+        hovertemplate="z = (%{x:.3f}, %{y:.3f})<br>log density %{z:.2f}<extra>" + name + "</extra>",
+    )
+
+
+def _mean_marker(mu, colour: str, showlegend: bool) -> go.Scatter:
+    mu = _as_np(mu).reshape(-1)
+    return go.Scatter(x=[mu[0]], y=[mu[1]], mode="markers", name="mean of q", showlegend=showlegend,
+                      marker=dict(size=10, symbol="x-thin", line=dict(width=2, color=colour)),
+                      hovertemplate="mean of q (%{x:.3f}, %{y:.3f})<extra></extra>", meta="mean")
+
+
+def _ellipse(mu, sigma, colour: str, showlegend: bool) -> go.Scatter:
+    ex, ey = q_ellipse(mu, sigma)
+    return go.Scatter(x=ex, y=ey, mode="lines", name="q: 2-sd ellipse", showlegend=showlegend, meta="ellipse",
+                      hoverinfo="skip", line=dict(color=colour, width=2))
+
+
+def _window_layout(fig: go.Figure, x_axis, y_axis, height: int) -> None:
+    """Both panels show exactly the grid's window, square, with the legend below."""
+    x_range, y_range = grid_extent(x_axis), grid_extent(y_axis)
+    for sx in ("", "2"):
+        fig.layout[f"xaxis{sx}"].update(range=list(x_range), constrain="domain", showgrid=False, zeroline=False)
+        fig.layout[f"yaxis{sx}"].update(range=list(y_range), scaleanchor=f"x{sx}", scaleratio=1, constrain="domain",
+                                        showgrid=False, zeroline=False)
+    fig.update_layout(
+        height=height, margin=dict(l=40, r=10, t=30, b=20), font=FONT, plot_bgcolor="white",
+        legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.08, yanchor="top", font=dict(size=12)),
+    )
+    fig.update_annotations(font_size=13)
+
+
+def posterior_figures(
     x_axis,
     y_axis,
     log_q,
@@ -284,37 +320,47 @@ def posterior_figure(
     mu=None,
     sigma=None,
     span: float = DENSITY_SPAN,
-    height: int = 700,
-) -> go.Figure:
-    """Four panels on one window: heatmaps of log q(z|x), log q_IW(z|x) at K and log p(z|x) with one
-    colour scale (clipped to [max - span, max] over all three), and their contours overlaid.
+    height: int = 360,
+) -> tuple[go.Figure, go.Figure]:
+    """One window, four panels in two figures: (log q(z|x) | log p(z|x)), which does not depend on K, and
+    (log q_IW(z|x) at K | contours of all three), which does. Split so that a K change re-sends and redraws
+    only the second. One colour scale for the three heatmaps: [m - span, m] with m the highest of q and p
+    (fixed across K; q_IW above m, which Monte Carlo error can give, shows in the top colour).
 
-    log_* are (n_y, n_x) images; draws are (R, 2) arrays overlaid on the q and q_IW panels. When q's
-    standard deviations (``sigma``) are narrower than NARROW_CELLS grid cells, the grid cannot show q, so
-    its exact 2-sd ellipse is drawn on the q and contour panels instead of leaving them seemingly blank."""
+    log_* are (n_y, n_x) images; q draws go on the q panel, SIR draws on the q_IW panel. When q's standard
+    deviations (``sigma``) are narrower than NARROW_CELLS grid cells, the grid cannot show q, so its exact
+    2-sd ellipse is drawn on the q and contour panels instead of leaving them seemingly blank."""
     x_axis, y_axis = _as_np(x_axis).astype(np.float32), _as_np(y_axis).astype(np.float32)
-    zmin, zmax = shared_scale(log_q, log_qiw, log_p, span=span)
-    x_range, y_range = grid_extent(x_axis), grid_extent(y_axis)
-    titles = ("q(z|x): the encoder", f"q<sub>IW</sub>(z|x) at K = {k}", "p(z|x): the true posterior",
-              "contours at 1, 5, 9 nats below each maximum")
-    fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.12, vertical_spacing=0.16)
-    panels = (("q", log_q, 1, 1), ("q_iw", log_qiw, 1, 2), ("p", log_p, 2, 1))
-    for i, (name, dens, r, c) in enumerate(panels):
-        fig.add_trace(
-            go.Heatmap(
-                x=x_axis, y=y_axis, z=_clipped(dens, zmin, zmax), zmin=zmin, zmax=zmax, colorscale="Viridis",
-                showscale=i == 0, name=name, meta="density",
-                colorbar=dict(title=dict(text="log density", side="right"), len=0.45, y=0.78, thickness=14),
-                hovertemplate="z = (%{x:.3f}, %{y:.3f})<br>log density %{z:.2f}<extra>" + name + "</extra>",
-            ),
-            row=r, col=c,
-        )
+    zmin, zmax = shared_scale(log_q, log_p, span=span)
+    unresolved = mu is not None and sigma is not None and q_unresolved(x_axis, sigma)
+
+    fixed = make_subplots(rows=1, cols=2, subplot_titles=("q(z|x): the encoder", "p(z|x): the true posterior"),
+                          horizontal_spacing=0.14)
+    fixed.add_trace(_density_heatmap("q", log_q, x_axis, y_axis, zmin, zmax, True), row=1, col=1)
+    fixed.add_trace(_density_heatmap("p", log_p, x_axis, y_axis, zmin, zmax, False), row=1, col=2)
+    if q_draws is not None and len(q_draws):
+        q_draws = _as_np(q_draws)
+        fixed.add_trace(go.Scatter(x=q_draws[:, 0], y=q_draws[:, 1], mode="markers", name="draws from q",
+                                   marker=dict(size=4, color="white", line=dict(width=0.5, color="black")),
+                                   hovertemplate="q draw (%{x:.3f}, %{y:.3f})<extra></extra>", meta="draws"),
+                        row=1, col=1)
+    if unresolved:
+        fixed.add_trace(_ellipse(mu, sigma, "white", True), row=1, col=1)
+    if mu is not None:
+        for c in (1, 2):
+            fixed.add_trace(_mean_marker(mu, "white", c == 1), row=1, col=c)
+    _window_layout(fixed, x_axis, y_axis, height)
+
+    moving = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
+                           subplot_titles=(f"q<sub>IW</sub>(z|x) at K = {k}",
+                                           "contours at 1, 5, 9 nats below each maximum"))
+    moving.add_trace(_density_heatmap("q_iw", log_qiw, x_axis, y_axis, zmin, zmax, False), row=1, col=1)
     step = max(1, len(x_axis) // CONTOUR_RESOLUTION)  # contours on every step-th point: lighter to send and draw
     for name, dens in (("q", log_q), ("q_iw", log_qiw), ("p", log_p)):
         d = _as_np(dens).astype(np.float64)
         top = float(np.nanmax(np.where(np.isfinite(d), d, -np.inf)))
         label = {"q": "q(z|x)", "q_iw": f"q_IW, K={k}", "p": "p(z|x)"}[name]
-        fig.add_trace(
+        moving.add_trace(
             go.Contour(
                 x=x_axis[::step], y=y_axis[::step], z=_clipped(d[::step, ::step], top - 30, top), name=label,
                 showlegend=True, showscale=False,
@@ -323,47 +369,21 @@ def posterior_figure(
                 colorscale=[[0, CONTOUR_COLOURS[name]], [1, CONTOUR_COLOURS[name]]],
                 line=dict(width=2, dash="dot" if name == "q" else "solid"), hoverinfo="skip", meta="contour",
             ),
-            row=2, col=2,
+            row=1, col=2,
         )
-    if q_draws is not None and len(q_draws):
-        q_draws = _as_np(q_draws)
-        fig.add_trace(go.Scatter(x=q_draws[:, 0], y=q_draws[:, 1], mode="markers", name="draws from q",
-                                 marker=dict(size=4, color="white", line=dict(width=0.5, color="black")),
-                                 hovertemplate="q draw (%{x:.3f}, %{y:.3f})<extra></extra>", meta="draws"),
-                      row=1, col=1)
     if sir_draws is not None and len(sir_draws):
         sir_draws = _as_np(sir_draws)
-        fig.add_trace(go.Scatter(x=sir_draws[:, 0], y=sir_draws[:, 1], mode="markers", name=f"SIR draws, K={k}",
-                                 marker=dict(size=5, color="#ff3b3b", line=dict(width=0.5, color="white")),
-                                 hovertemplate="SIR draw (%{x:.3f}, %{y:.3f})<extra></extra>", meta="draws"),
-                      row=1, col=2)
-    if mu is not None and sigma is not None and q_unresolved(x_axis, sigma):
-        ex, ey = q_ellipse(mu, sigma)
-        for r, c in ((1, 1), (2, 2)):
-            fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", name="q: 2-sd ellipse",
-                                     showlegend=(r, c) == (2, 2), meta="ellipse", hoverinfo="skip",
-                                     line=dict(color="white" if (r, c) == (1, 1) else CONTOUR_COLOURS["q"], width=2)),
-                          row=r, col=c)
+        moving.add_trace(go.Scatter(x=sir_draws[:, 0], y=sir_draws[:, 1], mode="markers", name=f"SIR draws, K={k}",
+                                    marker=dict(size=5, color="#ff3b3b", line=dict(width=0.5, color="white")),
+                                    hovertemplate="SIR draw (%{x:.3f}, %{y:.3f})<extra></extra>", meta="draws"),
+                         row=1, col=1)
+    if unresolved:
+        moving.add_trace(_ellipse(mu, sigma, CONTOUR_COLOURS["q"], True), row=1, col=2)
     if mu is not None:
-        mu = _as_np(mu).reshape(-1)
-        for r, c in ((1, 1), (1, 2), (2, 1), (2, 2)):
-            fig.add_trace(go.Scatter(x=[mu[0]], y=[mu[1]], mode="markers", name="mean of q",
-                                     showlegend=(r, c) == (2, 2),
-                                     marker=dict(size=10, symbol="x-thin", line=dict(width=2, color="white"
-                                                 if (r, c) != (2, 2) else "black")),
-                                     hovertemplate="mean of q (%{x:.3f}, %{y:.3f})<extra></extra>", meta="mean"),
-                          row=r, col=c)
-    for i in range(1, 5):
-        sx = "" if i == 1 else str(i)
-        fig.layout[f"xaxis{sx}"].update(range=list(x_range), constrain="domain", showgrid=False, zeroline=False)
-        fig.layout[f"yaxis{sx}"].update(range=list(y_range), scaleanchor=f"x{sx}", scaleratio=1, constrain="domain",
-                                        showgrid=False, zeroline=False)
-    fig.update_layout(
-        height=height, margin=dict(l=40, r=10, t=40, b=30), font=FONT, plot_bgcolor="white",
-        legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.06, yanchor="top", font=dict(size=12)),
-    )
-    fig.update_annotations(font_size=13)
-    return fig
+        moving.add_trace(_mean_marker(mu, "white", False), row=1, col=1)
+        moving.add_trace(_mean_marker(mu, "black", True), row=1, col=2)
+    _window_layout(moving, x_axis, y_axis, height)
+    return fixed, moving
 
 
 NARROW_CELLS = 2.0  # q is "unresolved" when a standard deviation spans fewer grid cells than this
@@ -382,9 +402,9 @@ def q_ellipse(mu, sigma, n_sd: float = 2.0, points: int = 60) -> tuple[np.ndarra
     return mu[0] + n_sd * sigma[0] * np.cos(t), mu[1] + n_sd * sigma[1] * np.sin(t)
 
 
-def density_traces(fig: go.Figure) -> list:
-    """The three density heatmaps of a posterior figure (q, q_IW, p)."""
-    return [t for t in fig.data if t.type == "heatmap" and t.meta == "density"]
+def density_traces(*figs: go.Figure) -> list:
+    """The density heatmaps of posterior figures, in order (q, p, q_IW for posterior_figures' pair)."""
+    return [t for fig in figs for t in fig.data if t.type == "heatmap" and t.meta == "density"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ chosen = None if own else state.image
 st.title("Latent space")
 st.markdown(
     "Each dot is the mean of $q(z|x)$ for one of the 10,000 binarized test images, coloured by its digit. "
-    "**Click a dot** (or box-select with the selection tool) to choose that image for every page."
+    "**Click a dot** (or box-select with the selection tool) to choose that image for every page. "
+    f"Shown now: **{common.image_title(ref, labels)}**" + (" (the gold star)." if own else " (the black ring).")
 )
 with common.math_expander(state):
     st.markdown("The encoder maps an image to a Gaussian over the 2-D latent; the dots are its means:")

@@ -49,17 +49,19 @@ for side, col, name, ckpt in shown:
             sir_draws = common.sir_overlay(model, key, ref, seed, k)
             q_draws = common.q_overlay(model, key, ref, seed)
             curve = common.image_curve(model, key, ref, seed)
-        fig = figures.posterior_figure(view["x_axis"], view["y_axis"], view["log_q"], qiw["log_qiw"], view["log_p"], k,
-                                       q_draws=q_draws, sir_draws=sir_draws["z"], mu=view["mu"], sigma=view["sigma"])
-        st.plotly_chart(fig, key=f"posterior_{side}", config=common.PLOTLY_CONFIG)
+        fixed, moving = figures.posterior_figures(view["x_axis"], view["y_axis"], view["log_q"], qiw["log_qiw"],
+                                                  view["log_p"], k, q_draws=q_draws, sir_draws=sir_draws["z"],
+                                                  mu=view["mu"], sigma=view["sigma"])
+        st.plotly_chart(fixed, key=f"posterior_{side}", config=common.PLOTLY_CONFIG)
+        st.plotly_chart(moving, key=f"posterior_k_{side}", config=common.PLOTLY_CONFIG)
         if figures.q_unresolved(view["x_axis"], view["sigma"]):
             st.info(f"q(z|x) is narrower (σ = {view['sigma'].min():.3f}) than the display grid resolves "
                     f"(spacing {view['x_axis'][1] - view['x_axis'][0]:.3f}): its exact 2-sd ellipse is drawn.",
                     icon=":material/info:")
         st.caption(
-            f"Colour: log density, one scale per model, clipped to {figures.DENSITY_SPAN:.0f} nats below the highest "
-            f"of the three. White dots: {common.N_Q_OVERLAY} draws from q; red dots: {common.N_SIR_OVERLAY} SIR draws "
-            f"at K = {k} ({mode})."
+            f"Colour: log density, one scale per model for the three heatmaps, from the highest value of q and p down "
+            f"{figures.DENSITY_SPAN:.0f} nats (fixed across K). White dots: {common.N_Q_OVERLAY} draws from q; red dots: "
+            f"{common.N_SIR_OVERLAY} SIR draws at K = {k} ({mode})."
         )
         ki = curve.ks.index(k)
         rows = [

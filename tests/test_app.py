@@ -17,7 +17,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from iwae import catalog, testset
+from iwae import catalog, image_ref, testset
 from iwae.checkpoints import save_checkpoint
 from iwae.model import VAE, ModelConfig
 
@@ -28,13 +28,19 @@ PAGES = {
     "pages/2_posterior_densities.py": "Posteriors",
     "pages/3_sir_resampling.py": "Resampling",
     "pages/4_bounds_comparison.py": "Bounds and comparison",
+    "pages/5_toy_targets.py": "Toy targets",
+    "pages/6_your_digit.py": "Your own digit",
 }
 NAV_TITLES = {
     "pages/1_latent_space.py": "Latent space",
     "pages/2_posterior_densities.py": "Posteriors",
     "pages/3_sir_resampling.py": "Resampling",
     "pages/4_bounds_comparison.py": "Bounds and comparison",
+    "pages/5_toy_targets.py": "Toy targets",
+    "pages/6_your_digit.py": "Your own digit",
 }
+CORE_PAGES = list(PAGES)[:4]  # the pages about the chosen test image, both models side by side
+MODEL_PAGES = [p for p in PAGES if p != "pages/5_toy_targets.py"]  # the toy page shows no trained model
 ENTRYPOINT_PAGE = "_entrypoint_page"
 SIDEBAR_WIDGETS = {
     "selectbox": {"model_a", "model_b", "digit"},
@@ -135,9 +141,9 @@ def _chart_specs(at: AppTest) -> list[dict]:
 
 def _assert_posterior_charts_not_blank(at: AppTest) -> None:
     specs = _chart_specs(at)
-    assert len(specs) == 2
-    for spec in specs:
-        heatmaps = [t for t in spec["data"] if t["type"] == "heatmap"]
+    assert len(specs) == 4  # per model: (q | p), then (q_IW at K | contours)
+    for fixed, moving in (specs[:2], specs[2:]):
+        heatmaps = [t for spec in (fixed, moving) for t in spec["data"] if t["type"] == "heatmap"]
         assert len(heatmaps) == 3
         assert len({(t["zmin"], t["zmax"]) for t in heatmaps}) == 1  # one colour scale per model
         for t in heatmaps:
@@ -157,7 +163,7 @@ def test_home_page(app):
     at = app()
     _assert_frame(at)
     assert at.title[0].value == "IWAE visual explorer"
-    assert len(at.get("page_link")) == 4
+    assert len(at.get("page_link")) == len(PAGES)
     assert at.sidebar.selectbox(key="model_a").value == "vae-k1"
     assert at.sidebar.selectbox(key="model_b").value == "iwae-k50"
     # results from metadata where present; the evaluation command for the other
@@ -172,7 +178,7 @@ def test_every_page_inside_the_frame_with_both_models(app):
     at = app({"image": "7", "k": "5"})
     at.session_state["bounds_subset"] = 10  # keep the subset average small in tests
     charts = {}
-    for page in PAGES:
+    for page in CORE_PAGES:
         _open(at, page)
         charts[page] = len(at.get("plotly_chart"))
         if page == "pages/1_latent_space.py":  # the scatter as sent: every test image, by digit
@@ -182,7 +188,7 @@ def test_every_page_inside_the_frame_with_both_models(app):
         assert any("vae-k1" == h.value for h in at.subheader) and any("iwae-k50" == h.value for h in at.subheader)
     assert charts == {
         "pages/1_latent_space.py": 4,  # scatter + manifold per model
-        "pages/2_posterior_densities.py": 2,
+        "pages/2_posterior_densities.py": 4,  # (q | p) and (q_IW | contours) per model
         "pages/3_sir_resampling.py": 0,  # images only
         "pages/4_bounds_comparison.py": 6,  # image curve, subset curve, training curve per model
     }
@@ -325,6 +331,64 @@ def test_no_checkpoints_explains_what_is_missing(tmp_path, monkeypatch):
     assert "No usable model checkpoint" in at.error[0].value
 
 
+def _number(at: AppTest, quantity: str) -> list[str]:
+    """The value column of every numbers-table row named ``quantity`` (one per model column)."""
+    return [line.split("|")[2].strip() for m in at.markdown for line in m.value.splitlines()
+            if line.startswith(f"| {quantity} |")]
+
+
+def test_own_digit_on_every_page_then_back_to_the_test_image(app):
+    """A digit carried in the URL (x=code) replaces the test image on every page; with the bits of test
+    image #3 it gives exactly test image #3's exact (quadrature) numbers; the sidebar button goes back to the test index."""
+    images, _ = testset.load()
+    code = image_ref.encode_digit(images[3].numpy())
+    reference = app({"image": "3", "k": "5"})
+    _open(reference, "pages/2_posterior_densities.py")
+    at = app({"x": code, "image": "8", "k": "5"})
+    at.session_state["bounds_subset"] = 10
+    for page in MODEL_PAGES:
+        _open(at, page)
+        text = _markdown(at) + "\n".join(c.value for c in at.caption)
+        assert "your own digit" in text.lower(), page
+        assert "#8" not in _markdown(at), page  # the test image is not what is shown
+        if page == "pages/2_posterior_densities.py":
+            _assert_posterior_charts_not_blank(at)
+            assert _number(at, "log p(x)") == _number(reference, "log p(x)") and len(_number(at, "log p(x)")) == 2
+            assert _number(at, "TV(q, p)") == _number(reference, "TV(q, p)")  # exact on the grid, no sampling
+    assert at.query_params["x"] == code
+    assert any("your own digit" in i.value for i in at.sidebar.info)
+    at.sidebar.button(key="back_to_test").click().run()
+    _assert_frame(at)
+    assert "x" not in at.query_params and at.query_params["image"] == "8"
+    assert "#8" in _markdown(at)
+
+
+def test_choosing_a_test_image_leaves_the_own_digit(app):
+    code = image_ref.encode_digit(np.eye(28, dtype=np.float32).reshape(-1))
+    at = app({"x": code, "image": "8"})
+    _open(at, "pages/3_sir_resampling.py")
+    at.sidebar.button(key="next_image").click().run()
+    _assert_frame(at)
+    assert "x" not in at.query_params and at.query_params["image"] == "9" and "#9" in _markdown(at)
+
+
+def test_digit_page_without_a_digit_says_so(app):
+    at = app({"image": "5"})
+    _open(at, "pages/6_your_digit.py")
+    assert any("No digit of yours yet" in i.value and "#5" in i.value for i in at.info)
+    assert at.button(key="use_drawing") is not None
+
+
+def test_digit_page_with_a_digit_shows_both_models(app):
+    images, _ = testset.load()
+    at = app({"x": image_ref.encode_digit(images[0].numpy())})
+    _open(at, "pages/6_your_digit.py")
+    values = _number(at, "log p(x)")
+    assert len(values) == 2 and all(float(v) < 0 for v in values)
+    elbo = [float(v) for v in _number(at, "ELBO = L₁")]
+    assert all(e < float(v) for e, v in zip(elbo, values, strict=True))  # the ELBO bounds log p(x) from below
+
+
 def test_one_corrupt_checkpoint_is_reported_and_the_others_work(model_dir, tmp_path, monkeypatch):
     shutil.copy(model_dir / "iwae-k50.safetensors", tmp_path / "iwae-k50.safetensors")
     (tmp_path / "vae-k1.safetensors").write_bytes(np.random.default_rng(0).bytes(4096))
@@ -334,7 +398,7 @@ def test_one_corrupt_checkpoint_is_reported_and_the_others_work(model_dir, tmp_p
     assert any("vae-k1" in w.value and "could not be loaded" in w.value for w in at.warning)
     assert [o.split(" ")[0] for o in at.sidebar.selectbox(key="model_a").options] == ["iwae-k50"]
     _open(at, "pages/2_posterior_densities.py")
-    assert len(at.get("plotly_chart")) == 2  # the good model, in both columns
+    assert len(at.get("plotly_chart")) == 4  # the good model, in both columns
     assert any("vae-k1" in w.value for w in at.warning)
 
 

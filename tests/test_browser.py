@@ -52,7 +52,7 @@ PAGES = {
     "bounds": ("Bounds and comparison", "/bounds", "Bounds and comparison"),
 }
 FIRST_LINK = "/latent?image=3"  # what the browser opens first: a deep link with state in its query
-MIN_CHARTS = {"home": 0, "latent": 4, "posteriors": 2, "resampling": 0, "bounds": 6}
+MIN_CHARTS = {"home": 0, "latent": 4, "posteriors": 4, "resampling": 0, "bounds": 6}
 K_LABEL = "K (importance samples)"
 IMAGE_LABEL = "Image index (0-9999)"
 

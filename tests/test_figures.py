@@ -113,13 +113,13 @@ def _fake_density(n=40, centre=(0.0, 0.0), scale=1.0):
 def test_posterior_panels_share_one_colour_scale_and_the_window():
     axis, log_q = _fake_density(centre=(0.5, 0.0), scale=1.0)
     _, log_p = _fake_density(centre=(-1.0, 1.0), scale=0.3)
-    log_p = log_p + 2.0  # the highest of the three
+    log_p = log_p + 2.0  # the highest of q and p
     log_qiw = np.maximum(log_q, log_p - 1)
     log_qiw[0, 0] = -np.inf  # must not leave a blank cell
-    fig = figures.posterior_figure(axis, axis, log_q, log_qiw, log_p, k=50, q_draws=np.zeros((7, 2)),
-                                   sir_draws=np.ones((9, 2)), mu=np.array([0.5, 0.0]))
-    heatmaps = figures.density_traces(fig)
-    assert [t.name for t in heatmaps] == ["q", "q_iw", "p"]
+    fixed, moving = figures.posterior_figures(axis, axis, log_q, log_qiw, log_p, k=50, q_draws=np.zeros((7, 2)),
+                                              sir_draws=np.ones((9, 2)), mu=np.array([0.5, 0.0]))
+    heatmaps = figures.density_traces(fixed, moving)
+    assert [t.name for t in heatmaps] == ["q", "p", "q_iw"]
     assert len({t.zmin for t in heatmaps}) == 1 and len({t.zmax for t in heatmaps}) == 1
     assert heatmaps[0].zmax == pytest.approx(log_p.max())
     assert heatmaps[0].zmax - heatmaps[0].zmin == pytest.approx(figures.DENSITY_SPAN)
@@ -127,15 +127,28 @@ def test_posterior_panels_share_one_colour_scale_and_the_window():
     for t in heatmaps:
         z = np.asarray(t.z)
         assert np.isfinite(z).all() and z.shape == log_q.shape
-    assert sum(t.type == "contour" for t in fig.data) == 3
-    draws = [t for t in fig.data if t.meta == "draws"]
-    assert [len(t.x) for t in draws] == [7, 9]
-    # all four panels show exactly the window: the grid's cells, centre +- half a spacing
+    assert sum(t.type == "contour" for t in moving.data) == 3 and not [t for t in fixed.data if t.type == "contour"]
+    assert [len(t.x) for t in fixed.data if t.meta == "draws"] == [7]  # q draws on q
+    assert [len(t.x) for t in moving.data if t.meta == "draws"] == [9]  # SIR draws on q_IW
+    # every panel shows exactly the window: the grid's cells, centre +- half a spacing
     h = axis[1] - axis[0]
-    for i in ("", "2", "3", "4"):
-        assert tuple(fig.layout[f"xaxis{i}"].range) == pytest.approx((axis[0] - h / 2, axis[-1] + h / 2))
-        assert tuple(fig.layout[f"yaxis{i}"].range) == pytest.approx((axis[0] - h / 2, axis[-1] + h / 2))
-    assert "K = 50" in fig.layout.annotations[1].text
+    for fig in (fixed, moving):
+        for i in ("", "2"):
+            assert tuple(fig.layout[f"xaxis{i}"].range) == pytest.approx((axis[0] - h / 2, axis[-1] + h / 2))
+            assert tuple(fig.layout[f"yaxis{i}"].range) == pytest.approx((axis[0] - h / 2, axis[-1] + h / 2))
+    assert "K = 50" in moving.layout.annotations[0].text
+    assert not [a.text for a in fixed.layout.annotations if "K" in a.text]  # the fixed half does not name K
+
+
+def test_only_the_q_iw_half_changes_with_k():
+    """The split's purpose: at another K the first figure is identical (Streamlit re-sends nothing for it)."""
+    axis, log_q = _fake_density(centre=(0.5, 0.0))
+    _, log_p = _fake_density(centre=(-1.0, 1.0), scale=0.3)
+    a = figures.posterior_figures(axis, axis, log_q, log_q, log_p, k=1, mu=np.zeros(2), sigma=np.ones(2))
+    b = figures.posterior_figures(axis, axis, log_q, 0.5 * (log_q + log_p), log_p, k=500, mu=np.zeros(2),
+                                  sigma=np.ones(2))
+    assert a[0].to_json() == b[0].to_json()
+    assert a[1].to_json() != b[1].to_json()
 
 
 def test_shared_scale_ignores_non_finite_values():
@@ -153,9 +166,9 @@ def test_posterior_figure_from_a_real_image_grid():
     pool = posterior.proposal_pool(model, x, 200, torch.Generator().manual_seed(0))
     for k in (1, 20):
         log_qiw = posterior.log_q_iw(g, pool, k, n_draws=16, generator=torch.Generator().manual_seed(2))
-        fig = figures.posterior_figure(g.x_axis, g.y_axis, g.to_image(g.log_q), g.to_image(log_qiw),
-                                       g.to_image(g.log_posterior), k)
-        heatmaps = figures.density_traces(fig)
+        fig, moving = figures.posterior_figures(g.x_axis, g.y_axis, g.to_image(g.log_q), g.to_image(log_qiw),
+                                                g.to_image(g.log_posterior), k)
+        heatmaps = figures.density_traces(fig, moving)
         assert len(heatmaps) == 3
         assert len({(t.zmin, t.zmax) for t in heatmaps}) == 1
         assert np.asarray(heatmaps[0].z).shape == (48, 48)
@@ -209,9 +222,9 @@ def test_knn_accuracy(latent_points):
 def test_unresolved_q_gets_its_ellipse():
     axis, log_q = _fake_density()
     mu = np.array([1.0, -1.0])
-    narrow = figures.posterior_figure(axis, axis, log_q, log_q, log_q, k=1, mu=mu, sigma=np.array([0.01, 0.2]))
-    ellipses = [t for t in narrow.data if t.meta == "ellipse"]
+    narrow = figures.posterior_figures(axis, axis, log_q, log_q, log_q, k=1, mu=mu, sigma=np.array([0.01, 0.2]))
+    ellipses = [t for fig in narrow for t in fig.data if t.meta == "ellipse"]
     assert len(ellipses) == 2
     assert max(ellipses[0].x) == pytest.approx(1.02) and min(ellipses[0].y) == pytest.approx(-1.4, abs=1e-3)
-    wide = figures.posterior_figure(axis, axis, log_q, log_q, log_q, k=1, mu=mu, sigma=np.array([1.0, 1.0]))
-    assert not [t for t in wide.data if t.meta == "ellipse"]
+    wide = figures.posterior_figures(axis, axis, log_q, log_q, log_q, k=1, mu=mu, sigma=np.array([1.0, 1.0]))
+    assert not [t for fig in wide for t in fig.data if t.meta == "ellipse"]
