@@ -60,8 +60,8 @@ for side, col, name, ckpt in shown:
                     icon=":material/info:")
         st.caption(
             f"Colour: log density, one scale per model for the three heatmaps, from the highest value of q and p down "
-            f"{figures.DENSITY_SPAN:.0f} nats (fixed across K). White dots: {common.N_Q_OVERLAY} draws from q; red dots: "
-            f"{common.N_SIR_OVERLAY} SIR draws at K = {k} ({mode})."
+            f"{figures.DENSITY_SPAN:.0f} nats (fixed across K). White dots: {common.N_Q_OVERLAY} draws from q; "
+            f"red dots: {common.N_SIR_OVERLAY} SIR draws at K = {k} ({mode})."
         )
         ki = curve.ks.index(k)
         rows = [

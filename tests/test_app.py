@@ -339,7 +339,8 @@ def _number(at: AppTest, quantity: str) -> list[str]:
 
 def test_own_digit_on_every_page_then_back_to_the_test_image(app):
     """A digit carried in the URL (x=code) replaces the test image on every page; with the bits of test
-    image #3 it gives exactly test image #3's exact (quadrature) numbers; the sidebar button goes back to the test index."""
+    image #3 it gives exactly test image #3's exact (quadrature) numbers; the sidebar button goes back to the
+    test index."""
     images, _ = testset.load()
     code = image_ref.encode_digit(images[3].numpy())
     reference = app({"image": "3", "k": "5"})
