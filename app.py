@@ -29,6 +29,8 @@ PAGES = {
         ("posteriors", "pages/2_posterior_densities.py", "Posteriors", ":material/blur_on:"),
         ("resampling", "pages/3_sir_resampling.py", "Resampling", ":material/casino:"),
         ("bounds", "pages/4_bounds_comparison.py", "Bounds and comparison", ":material/show_chart:"),
+        ("toy", "pages/5_toy_targets.py", "Toy targets", ":material/blur_circular:"),
+        ("digit", "pages/6_your_digit.py", "Your own digit", ":material/draw:"),
     )
 }
 
@@ -51,6 +53,8 @@ def home() -> None:
     c1.page_link(PAGES["posteriors"], label="Posteriors: q(z|x), q_IW(z|x) at K and p(z|x) for one image")
     c2.page_link(PAGES["resampling"], label="Resampling: reconstructions from q draws beside SIR draws")
     c2.page_link(PAGES["bounds"], label="Bounds and comparison: L_K against K, results, training curves")
+    c1.page_link(PAGES["toy"], label="Toy targets: fit q by the ELBO and by IWAE to 2-D densities, live")
+    c2.page_link(PAGES["digit"], label="Your own digit: draw or upload one and explore it on every page")
     st.subheader("Results")
     common.results_table(cat)
     st.subheader("Checkpoints")
