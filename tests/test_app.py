@@ -331,6 +331,20 @@ def test_no_checkpoints_explains_what_is_missing(tmp_path, monkeypatch):
     assert "No usable model checkpoint" in at.error[0].value
 
 
+def test_toy_targets_page_fits_live_and_changes_with_k(app):
+    """The toy page through app.py: both fits, the five-panel figure; another target and K rerun cleanly."""
+    at = app({"k": "5"})
+    _open(at, "pages/5_toy_targets.py")
+    assert len(at.get("plotly_chart")) == 2  # the densities and the fits' traces
+    heatmaps = [t for t in _chart_specs(at)[0]["data"] if t["type"] == "heatmap"]
+    assert len(heatmaps) == 5 and all(np.isfinite(np.asarray(t["z"], dtype=float)).all() for t in heatmaps)
+    at.selectbox(key="toy_target").set_value("mixture")
+    at.select_slider(key="toy_k").set_value(100)
+    at.run()
+    _assert_frame(at)
+    assert "K = 100" in _markdown(at) + "\n".join(c.value for c in at.caption)
+
+
 def _number(at: AppTest, quantity: str) -> list[str]:
     """The value column of every numbers-table row named ``quantity`` (one per model column)."""
     return [line.split("|")[2].strip() for m in at.markdown for line in m.value.splitlines()
