@@ -50,9 +50,11 @@ PAGES = {
     "posteriors": ("Posteriors", "/posteriors", "Posteriors"),
     "resampling": ("Resampling", "/resampling", "Resampling"),
     "bounds": ("Bounds and comparison", "/bounds", "Bounds and comparison"),
+    "toy": ("Toy targets", "/toy", "Toy targets"),
+    "digit": ("Your own digit", "/digit", "Your own digit"),
 }
 FIRST_LINK = "/latent?image=3"  # what the browser opens first: a deep link with state in its query
-MIN_CHARTS = {"home": 0, "latent": 4, "posteriors": 4, "resampling": 0, "bounds": 6}
+MIN_CHARTS = {"home": 0, "latent": 4, "posteriors": 4, "resampling": 0, "bounds": 6, "toy": 2, "digit": 0}
 K_LABEL = "K (importance samples)"
 IMAGE_LABEL = "Image index (0-9999)"
 
@@ -461,6 +463,44 @@ def test_page_renders(browser, name):
         assert len(sizes) >= 9 and all(done and width > 0 for done, width in sizes), sizes
     shot = full_page_screenshot(browser.page, name)
     assert shot.stat().st_size > 10_000
+
+
+def test_upload_a_digit_then_a_bad_file(browser, tmp_path):
+    """A user uploads a photo-like PNG of a digit (dark on light, 10x larger): it becomes every page's image, in
+    the URL too; then a file that is not an image: a clear error, and the previous digit stays."""
+    import numpy as np
+    from PIL import Image
+
+    from iwae import digit_image, image_ref, testset
+
+    page = browser.page
+    open_page(browser, "digit")
+    images, _ = testset.load()
+    ink = images[5].reshape(28, 28).numpy()
+    good = tmp_path / "my-digit.png"
+    Image.fromarray((255 - 255 * ink).astype(np.uint8)).resize((280, 280), Image.NEAREST).save(good)
+    bad = tmp_path / "notes.png"
+    bad.write_text("these are my lecture notes, not a picture")
+    page.get_by_role("tab", name="Upload").click()
+    uploader = page.locator("[data-testid='stMain'] input[type='file']")
+    act(page, lambda: uploader.set_input_files(str(good)))
+    code = query(page).get("x", "")
+    assert image_ref.decode_digit(code).tolist() == digit_image.prepare_digit_bytes(good.read_bytes()).tolist()
+    side = page.locator("[data-testid='stSidebar']")
+    assert side.locator("[data-testid='stAlert']", has_text="shows your own digit").count() == 1
+    main = page.locator("[data-testid='stMain']")
+    assert main.get_by_text("uploaded file my-digit.png").count() == 1
+    assert_no_exception(browser)
+    full_page_screenshot(page, "digit-uploaded")
+    act(page, lambda: uploader.set_input_files(str(bad)))
+    error = main.locator("[data-testid='stAlert']", has_text="keeps its previous image")
+    assert error.count() == 1 and "notes.png" in error.inner_text()
+    assert query(page).get("x") == code  # the previous digit stays
+    open_page(browser, "posteriors")
+    assert main.get_by_text("your own digit", exact=False).count() >= 1
+    assert_charts_drawn(browser, MIN_CHARTS["posteriors"])
+    act(page, side.get_by_role("button", name="Back to test image", exact=False).click)
+    assert "x" not in query(page)
 
 
 def test_scatter_click_chooses_image(browser):
