@@ -465,6 +465,37 @@ def test_page_renders(browser, name):
     assert shot.stat().st_size > 10_000
 
 
+def test_draw_a_digit(browser):
+    """A stroke drawn with the mouse on the canvas, then "Use this drawing": a centred vertical bar (a "1")
+    becomes the chosen image."""
+    import numpy as np
+
+    from iwae import image_ref
+
+    page = browser.page
+    open_page(browser, "digit")
+    page.get_by_role("tab", name="Draw").click()
+    canvas = page.locator("[data-testid='stMain'] canvas").last  # fabric's top (event) canvas
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.15
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(1, 21):  # a vertical stroke, off-centre on purpose
+        page.mouse.move(x0, y0 + box["height"] * 0.7 * i / 20)
+    page.mouse.up()
+    page.wait_for_timeout(500)
+    wait_idle(page)
+    act(page, page.get_by_role("button", name="Use this drawing").click)
+    x = image_ref.decode_digit(query(page).get("x", "")).reshape(28, 28)
+    rows, cols = np.nonzero(x)
+    assert 19 <= rows.max() - rows.min() + 1 <= 21, "the longer side is scaled to 20 pixels"
+    assert cols.max() - cols.min() + 1 <= 8, "a vertical bar stays narrow"
+    assert abs(cols.mean() - 13.5) <= 1.5 and abs(rows.mean() - 13.5) <= 1.5, "centred by centre of mass"
+    assert page.locator("[data-testid='stMain']").get_by_text("Your digit (drawing)").count() == 1
+    assert_no_exception(browser)
+
+
 def test_upload_a_digit_then_a_bad_file(browser, tmp_path):
     """A user uploads a photo-like PNG of a digit (dark on light, 10x larger): it becomes every page's image, in
     the URL too; then a file that is not an image: a clear error, and the previous digit stays."""
