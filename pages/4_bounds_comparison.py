@@ -1,10 +1,11 @@
-"""Bounds and comparison: L_K against K, results table, training curves, latent separation of digits."""
+"""Bounds and comparison: L_K against K, results table, training curves, latent separation of digits, and the
+signal-to-noise ratio of the gradient estimators against K."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from iwae import catalog, figures, latent
+from iwae import catalog, figures, latent, snr, snr_figures
 from pages import common
 
 cat, state = common.page_frame()
@@ -82,3 +83,50 @@ for side, col, name, ckpt in common.columns(cat, state):
             f"images 0-{latent.KNN_TRAIN - 1}, scored on images {latent.KNN_TRAIN}-{len(labels) - 1} "
             "(binarized test set, fixed seed)."
         )
+
+# --- gradient signal-to-noise ---------------------------------------------------------------------
+st.header("Gradient signal-to-noise")
+st.markdown(
+    "A tighter bound is not a better training signal for the encoder (Rainforth et al. 2018): with the standard "
+    "IWAE gradient the encoder's signal-to-noise ratio falls as K grows while the decoder's rises. The DReG "
+    "estimator (Tucker et al. 2019) changes only the encoder's gradient. Measured once, offline, on a shipped model."
+)
+with common.math_expander(state):
+    st.markdown("For each parameter element, over M gradient draws with fresh $z$ and the same images $x$:")
+    st.latex(r"\mathrm{SNR} = \frac{\big|\,\mathbb{E}[\hat g]\,\big|}{\sqrt{\operatorname{Var}[\hat g]}}"
+             r"\quad\text{(mean and std over the M draws)}")
+    st.markdown("The standard IWAE gradient of $\\mathcal{L}_K$ weights each sample's gradient by its "
+                "self-normalized weight:")
+    st.latex(r"\nabla \mathcal{L}_K = \sum_{k=1}^K \tilde w_k\, \nabla \log w_k, \qquad "
+             r"\tilde w_k = \frac{w_k}{\sum_j w_j}")
+    st.markdown("For the decoder this is a weighted average over more samples as K grows: its SNR rises like "
+                "$\\sqrt{K}$. For the encoder the self-normalization works against the signal: the weights sum to "
+                "one, so as $K\\to\\infty$ the estimate tends to $\\nabla_\\phi \\log p(x) = 0$ ($\\log p(x)$ does "
+                "not depend on $\\phi$). The expected encoder gradient shrinks like $1/K$ while its standard "
+                "deviation shrinks only like $1/\\sqrt{K}$, so the encoder's SNR falls like $1/\\sqrt{K}$. Much of "
+                "that noise is the score-function term $\\partial \\log q_\\phi(z_k|x)/\\partial\\phi$ inside each "
+                "$\\nabla_\\phi \\log w_k$, whose expectation is zero. DReG removes it: the encoder's gradient goes "
+                "only through the reparameterization $z_k = \\mu_\\phi(x) + \\sigma_\\phi(x)\\,\\epsilon_k$, with "
+                "$q$'s parameters stopped inside $\\log q$, and a second reparameterization gives squared weights:")
+    st.latex(r"\nabla_\phi^{\mathrm{DReG}} = \sum_{k=1}^K \tilde w_k^{\,2}\, "
+             r"\frac{\partial \log w_k}{\partial z_k} \frac{\partial z_k}{\partial \phi}")
+    st.markdown("It has the same expectation as the standard estimator but no score-function term. At $K = 1$ "
+                "($\\tilde w_1 = 1$) it is the \"sticking the landing\" gradient of Roeder et al. (2017). Its "
+                "decoder gradient is the standard one.")
+snr_path = cat.directory / snr.DEFAULT_FILE
+if not snr_path.is_file():
+    st.info(f"No gradient-SNR measurement in `{cat.directory}` yet. Produce it (about 10 minutes on one core) with:",
+            icon=":material/hourglass_top:")
+    st.code(snr.SCRIPT_COMMAND, language="bash")
+else:
+    try:
+        snr_data = snr.load_snr(snr_path)
+    except snr.SNRFileError as exc:
+        st.warning(f"The gradient-SNR file cannot be used: {exc}. Regenerate it with:", icon=":material/warning:")
+        st.code(snr.SCRIPT_COMMAND, language="bash")
+    else:
+        st.plotly_chart(snr_figures.snr_figure(snr_data), key="gradient_snr", config=common.PLOTLY_CONFIG)
+        st.caption(snr_figures.protocol_caption(snr_data) + " Both estimators use the same draws for each K, so "
+                   "their decoder lines coincide (DReG changes only the encoder's gradient). Below the grey line "
+                   "an estimate is not resolved from an SNR of 0 by M draws. Computed by "
+                   f"`{snr_data['protocol'].get('command') or 'scripts/gradient_snr.py'}`.")
