@@ -9,8 +9,9 @@ from iwae import catalog, figures, latent, snr, snr_figures
 from pages import common
 
 cat, state = common.page_frame()
-images, labels = common.test_set()
-k, seed, index = state.k, state.seed, state.image
+_, labels = common.test_set()
+k, seed, ref = state.k, state.seed, state.image_ref
+title = common.image_title(ref, labels)
 
 st.title("Bounds and comparison")
 st.markdown(
@@ -35,16 +36,16 @@ for side, col, name, ckpt in common.columns(cat, state):
     key = common.model_key(ckpt)
     model = ckpt.model
     with col:
-        with st.spinner(f"L_K for image #{index} and quadrature log p(x) ({name})…"):
-            curve = common.image_curve(model, key, index, seed)
-            view = common.posterior_view(model, key, index)
+        with st.spinner(f"L_K for {title} and quadrature log p(x) ({name})…"):
+            curve = common.image_curve(model, key, ref, seed)
+            view = common.posterior_view(model, key, ref)
         st.plotly_chart(
             figures.bound_curve_figure(curve.ks, curve.mean, curve.spread, view["log_px"],
-                                       title=f"Test image #{index} (digit {labels[index]})"),
+                                       title=title[0].upper() + title[1:]),
             key=f"curve_image_{side}", config=common.PLOTLY_CONFIG,
         )
         st.caption(common.protocol_line(
-            1, f"image #{index}; {curve.n_samples:,} draws from q (seed {seed}) split into disjoint blocks of K; "
+            1, f"{title}; {curve.n_samples:,} draws from q (seed {seed}) split into disjoint blocks of K; "
             f"dashed: quadrature log p(x) = {view['log_px']:.2f} (error {view['log_px_error']:.1e})"))
         with st.spinner(f"L_K and quadrature for the first {subset} test images ({name}); computed once…"):
             sub = common.subset_curve(model, key, subset, seed)
