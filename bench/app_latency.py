@@ -1,7 +1,7 @@
 """End-to-end latency of the explorer in a real browser (Playwright + Debian chromium), against its targets.
 
     python bench/app_latency.py [--repeats 1] [--port PORT] [--k-changes 8] [--clicks 5] [--threads N]
-                                [--no-apptest]
+                                [--no-apptest] [--json PATH]
 
 Each repeat starts a fresh ``streamlit run app.py`` (same command line and checkpoint snapshot as
 tests/test_browser.py) and measures:
@@ -20,7 +20,10 @@ poll on each animation frame). Then, without a browser, AppTest times the server
 posteriors page: the whole script run, neighbour warming included (``--no-apptest`` skips it).
 
 The server's torch threads are left at their default unless ``--threads`` is given. Run it with ``nice`` on a shared
-machine; the load average is printed with the table, as the numbers depend on it.
+machine; the load average is printed with the table, as the numbers depend on it. ``--json PATH`` also writes the
+headline figures (cold start and its two parts; K change until the charts are redrawn, all, steps and jumps, and until
+the run is done; scatter click until the image is chosen and until the run is done; the AppTest K run) as JSON rows for
+bench/run_all.py (``bench_row``), written before the exit on a K change that did not land.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.run_all import bench_row, write_rows  # noqa: E402
 from tests.test_browser import (  # noqa: E402
     CHART_INFO,
     CHROMIUM,
@@ -57,6 +61,7 @@ from tests.test_browser import (  # noqa: E402
 )
 
 TARGETS = {"cold": 5.0, "k": 0.5, "click": 0.5}
+BENCHMARK = "app latency"
 TIMEOUT_MS = 180_000
 
 # Time (performance.now()) at which the page's websocket last delivered a message: the server's last message of a run
@@ -263,7 +268,7 @@ def apptest_k_changes(checkpoints: Path, threads: int | None) -> list[dict]:
     return out
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=1, help="fresh servers (cold starts), each with all measures")
     parser.add_argument("--port", type=int, default=None, help="server port (default: a free one)")
@@ -271,7 +276,8 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the server (default: torch's)")
     parser.add_argument("--no-apptest", action="store_true", help="skip the server-side AppTest timing")
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, default=None, help="also write the headline figures as JSON rows here")
+    args = parser.parse_args(argv)
     if not CHROMIUM.is_file():
         sys.exit(f"{CHROMIUM} is missing (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
@@ -317,31 +323,53 @@ def main() -> None:
     def med(values):
         return statistics.median(values) if values else float("nan")
 
+    # (table row, values, target, name in the one-table summary of bench/run_all.py or None: not a headline figure)
     rows = [
-        ("cold: server ready (launch -> health ok)", [r["ready"] for r in rounds], None),
-        ("cold: browser (open /latent -> first chart)", [r["browser"] for r in rounds], None),
-        ("cold start to first chart (launch -> chart)", [r["cold"] for r in rounds], TARGETS["cold"]),
-        ("K change -> charts updated, all", [c["charts"] for c in k_all], TARGETS["k"]),
-        ("  neighbouring step", [c["charts"] for c in k_all if c["kind"] == "step"], TARGETS["k"]),
-        ("  jump", [c["charts"] for c in k_all if c["kind"] == "jump"], TARGETS["k"]),
-        ("K change -> run done (incl. warming)", [c["done"] for c in k_all], None),
-        ("K change: rerun started (key -> running)", [c["start"] for c in k_all], None),
-        ("K change: script running in the page", [c["run"] for c in k_all], None),
-        ("K change: last server message received", [c["ws"] for c in k_all], None),
-        ("scatter click -> image chosen", [c["shown"] for c in click_all], TARGETS["click"]),
-        ("scatter click -> run done", [c["done"] for c in click_all], None),
+        ("cold: server ready (launch -> health ok)", [r["ready"] for r in rounds], None,
+         "cold: server ready (launch -> health ok)"),
+        ("cold: browser (open /latent -> first chart)", [r["browser"] for r in rounds], None,
+         "cold: browser (open /latent -> first chart)"),
+        ("cold start to first chart (launch -> chart)", [r["cold"] for r in rounds], TARGETS["cold"],
+         "cold start to first chart (launch -> chart)"),
+        ("K change -> charts updated, all", [c["charts"] for c in k_all], TARGETS["k"],
+         "K change (rerun) -> charts updated, all"),
+        ("  neighbouring step", [c["charts"] for c in k_all if c["kind"] == "step"], TARGETS["k"],
+         "K change (rerun) -> charts updated, neighbouring step"),
+        ("  jump", [c["charts"] for c in k_all if c["kind"] == "jump"], TARGETS["k"],
+         "K change (rerun) -> charts updated, jump"),
+        ("K change -> run done (incl. warming)", [c["done"] for c in k_all], None,
+         "K change (rerun) -> run done (incl. warming)"),
+        ("K change: rerun started (key -> running)", [c["start"] for c in k_all], None, None),
+        ("K change: script running in the page", [c["run"] for c in k_all], None, None),
+        ("K change: last server message received", [c["ws"] for c in k_all], None, None),
+        ("scatter click -> image chosen", [c["shown"] for c in click_all], TARGETS["click"],
+         "scatter click -> image chosen"),
+        ("scatter click -> run done", [c["done"] for c in click_all], None, "scatter click -> run done"),
     ]
     if server_side:
         rows += [
-            ("server-side K run (AppTest), all", [c["seconds"] for c in server_side], TARGETS["k"]),
-            ("  neighbouring step", [c["seconds"] for c in server_side if c["kind"] == "step"], TARGETS["k"]),
-            ("  jump", [c["seconds"] for c in server_side if c["kind"] == "jump"], TARGETS["k"]),
+            ("server-side K run (AppTest), all", [c["seconds"] for c in server_side], TARGETS["k"],
+             "server-side K run (AppTest), all"),
+            ("  neighbouring step", [c["seconds"] for c in server_side if c["kind"] == "step"], TARGETS["k"], None),
+            ("  jump", [c["seconds"] for c in server_side if c["kind"] == "jump"], TARGETS["k"], None),
         ]
     print(f"\n{'measure':<46} {'n':>3} {'median s':>9} {'max s':>7} {'target s':>9} {'ratio':>6}")
-    for name, values, target in rows:
+    for name, values, target, _ in rows:
         m = med(values)
         print(f"{name:<46} {len(values):>3} {m:>9.2f} {max(values, default=float('nan')):>7.2f} "
               f"{'' if target is None else f'{target:.1f}':>9} {'' if target is None else f'{m / target:.2f}':>6}")
+    if args.json:
+        load = os.getloadavg()[0]
+        in_browser = (f"{len(models)} models, {args.repeats} cold start{'s' * (args.repeats != 1)}, {args.k_changes} K "
+                      f"changes, {args.clicks} clicks; server threads {args.threads or 'default'}; load {load:.1f}")
+        apptest = (f"{len(models)} models, AppTest in-process, {len(server_side)} K changes; threads "
+                   f"{args.threads or 'default'}; load {load:.1f}")
+        write_rows(args.json, [
+            bench_row(BENCHMARK, summary, med(values), "s", target, None if target is None else "max",
+                      apptest if "AppTest" in summary else in_browser)
+            for _, values, target, summary in rows
+            if summary and values  # n = 0 (e.g. no jump among very few K changes): no figure
+        ])
     wrong = [c for c in k_all if not c["ok"]] + [c for c in server_side if not c["ok"]]
     if wrong:
         sys.exit(f"K changes that did not land: {wrong}")

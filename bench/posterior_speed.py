@@ -1,7 +1,7 @@
 """Speed of the explorer's per-image posterior work on one shipped model, against the app's latency targets.
 
     python bench/posterior_speed.py [--checkpoint checkpoints/iwae-k50.safetensors] [--threads N]
-                                    [--images 10] [--repeats 3] [--profile OPERATION]
+                                    [--images 10] [--repeats 3] [--profile OPERATION] [--json PATH]
 
 The checkpoint is copied to a temporary file first (training may rewrite the shipped file while this runs). Medians
 over the first ``--images`` binarized test images, each timed ``--repeats`` times (after one untimed warm-up call), of:
@@ -15,7 +15,8 @@ over the first ``--images`` binarized test images, each timed ``--repeats`` time
 - latent means: ``latent.latent_means`` of all 10,000 test images (once per repeat), target 2 s;
 - global grid: ``quadrature.global_grid`` (once per model and session in the app; once per repeat here), no target.
 ``--profile OPERATION`` (a row name, e.g. ``grid`` or ``"SIR K=5000"``) then runs that operation under
-torch.profiler and prints where its time goes.
+torch.profiler and prints where its time goes. ``--json PATH`` also writes every row of the table (median, target)
+as JSON rows for bench/run_all.py (``bench_row``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.run_all import bench_row, write_rows  # noqa: E402
 from iwae import posterior as post  # noqa: E402
 from iwae import quadrature as quad  # noqa: E402
 from iwae import sir, testset  # noqa: E402
@@ -41,6 +43,24 @@ from iwae.latent import decode_means, latent_means  # noqa: E402
 QIW_KS = (1, 10, 100, 1000, 5000)
 SIR_CASES = ((1000, False), (5000, False), (1000, True), (5000, True))
 N_RECONSTRUCTIONS = 16
+BENCHMARK = "posterior computations"
+
+
+def metric_name(name: str) -> str:
+    """The table's row name, spelled out for the one-table summary of bench/run_all.py."""
+    if name == "grid":
+        return "image grid 128x128 (window, q, p, log p(x))"
+    if name.startswith("pool"):
+        return "proposal " + name
+    if name.startswith("q_IW"):
+        return name.replace("q_IW", "q_IW on the grid,")
+    if name.startswith("SIR"):
+        return f"{N_RECONSTRUCTIONS} SIR reconstructions, " + name.removeprefix("SIR ")
+    if name.startswith("latent means"):
+        return "test-set encoding: " + name
+    if name == "global grid":
+        return "global grid (once per model)"
+    return name
 
 
 def timed_ms(fn, repeats: int) -> list[float]:
@@ -99,6 +119,7 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--profile", default=None, help="profile this operation (a row name) after the table")
+    p.add_argument("--json", type=Path, default=None, help="also write the table as JSON rows here")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -119,6 +140,12 @@ def main(argv=None) -> int:
     for fn in ops["q_IW K=1"][1]:  # build the per-image grids and pools outside the timings
         fn()
 
+    model_text = f"{args.checkpoint.stem} ({ckpt.metadata.get('epochs')} ep)"
+    threads = f"{torch.get_num_threads()} threads"
+    repeats = f"{args.repeats} repeat{'s' * (args.repeats != 1)}"
+    per_image = f"{model_text}, first {args.images} test images x {repeats}, {threads}"
+    once = f"{model_text}, {repeats}, {threads}"  # the rows that do not depend on the image
+    rows = []
     print(f"{'operation':<24}{'median ms':>11}{'target ms':>11}{'ratio':>8}")
     for name, (target, fns) in ops.items():
         times = [t for fn in fns for t in timed_ms(fn, args.repeats)]
@@ -126,6 +153,10 @@ def main(argv=None) -> int:
         tgt = f"{target:.0f}" if target else "-"
         ratio = f"{med / target:.2f}" if target else "-"
         print(f"{name:<24}{med:>11.1f}{tgt:>11}{ratio:>8}", flush=True)
+        rows.append(bench_row(BENCHMARK, metric_name(name), med, "ms", target, "max" if target else None,
+                              once if name.startswith(("latent means", "global grid")) else per_image))
+    if args.json:
+        write_rows(args.json, rows)
 
     if args.profile:
         if args.profile not in ops:

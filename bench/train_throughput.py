@@ -1,6 +1,6 @@
 """Training throughput of IWAE (k=50, batch 100, 784-dim inputs) against two references, in one run.
 
-    python bench/train_throughput.py [--threads N] [--repeats R]
+    python bench/train_throughput.py [--threads N] [--repeats R] [--warmup W] [--inner I] [--json PATH]
 
 Prints, as medians over R timed repetitions (after warm-up), in samples x K per second:
 - iwae: one real training step, ``training_loss(VAE(ModelConfig()), x, "iwae", 50)`` + backward + Adam step, on
@@ -11,6 +11,9 @@ Prints, as medians over R timed repetitions (after warm-up), in samples x K per 
   step is spent outside the big products (activations, the Bernoulli likelihood, logsumexp, Adam, autograd);
 - naive: the same step but each image pushed K times through the encoder (``x.repeat_interleave(K)``), then the
   same decoder and loss: the speedup of running the encoder once per image.
+``--json PATH`` also writes the headline figures as rows for bench/run_all.py (``bench_row``): the step time, its
+throughput as a fraction of the matmul-only one (target at least 0.7), the matmuls' GFLOP/s, and the speedup over the
+naive layout (target 3x; by FLOP count it cannot exceed about 2x).
 """
 
 from __future__ import annotations
@@ -26,10 +29,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.run_all import bench_row, write_rows  # noqa: E402
 from iwae.bounds import iwae_bound, training_loss  # noqa: E402
 from iwae.model import LOG_2PI, VAE, ModelConfig, bernoulli_log_likelihood, standard_normal_log_density  # noqa: E402
 
 BATCH, K = 100, 50
+BENCHMARK = "training throughput"
+TARGET_ROOFLINE_FRACTION = 0.7  # iwae step throughput / matmul-only throughput, at least
+TARGET_SPEEDUP = 3.0  # encoder-once layout over the naive one, at least
 
 
 def timed(fn, repeats: int, warmup: int, inner: int) -> list[float]:
@@ -109,6 +116,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=7, help="timed repetitions per variant (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     p.add_argument("--inner", type=int, default=2, help="calls per timed repetition")
+    p.add_argument("--json", type=Path, default=None, help="also write the headline figures as JSON rows here")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -160,6 +168,18 @@ def main(argv=None) -> int:
     )
     print(f"speedup of the encoder-once layout over the naive one: {t_naive / t_iwae:.2f}x")
     print(f"benchmark time: {total:.1f} s")
+    if args.json:
+        protocol = (f"random init, k={K}, batch {BATCH}, median of {args.repeats}x{args.inner} calls, "
+                    f"{torch.get_num_threads()} thread(s)")
+        write_rows(args.json, [
+            bench_row(BENCHMARK, f"IWAE k={K} training step (fwd+bwd+Adam)", t_iwae * 1e3, "ms", protocol=protocol),
+            bench_row(BENCHMARK, "step throughput / matmul roofline", t_mm / t_iwae, "ratio",
+                      TARGET_ROOFLINE_FRACTION, "min", protocol),
+            bench_row(BENCHMARK, "matmul roofline (same shapes, fwd+bwd)", flops / t_mm / 1e9, "GFLOP/s",
+                      protocol=protocol),
+            bench_row(BENCHMARK, "encoder-once speedup over naive layout", t_naive / t_iwae, "x", TARGET_SPEEDUP, "min",
+                      protocol),
+        ])
     return 0 if math.isfinite(t_iwae) else 1
 
 
