@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
+from safetensors.torch import save as save_bytes
 
 from .model import VAE, ModelConfig
 
@@ -41,19 +44,98 @@ class Checkpoint:
 
 
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], header: dict[str, str], path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: never a partial file at path."""
+    """Write to a temporary file in the same folder, fsync, then rename: never a partial file at path.
+
+    The file is serialized in memory first and written by this function itself (``safetensors.torch.save_file``
+    would write through a temporary ``.tmpXXXXXX`` of its own, named after neither the target nor the writer). The
+    temporary file is ``.<name>.<pid>.<random>.tmp``: hidden, so the app's checkpoint discovery skips it. A process
+    killed between creating it and the rename (SIGKILL, power loss) leaves it behind; every successful save then
+    removes such stale files of the same target (``stale_temp_files``), as ``python -m iwae.train`` does on start."""
     path = Path(path)
+    data = save_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=header)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=header)
-        with open(tmp, "rb") as f:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         Path(tmp).unlink(missing_ok=True)
+    remove_stale_temp_files(path)
+
+
+TEMP_SUFFIX = ".tmp"
+LEGACY_TEMP_AGE_S = 3600.0  # a temporary file named without its writer's pid counts as stale after this long
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # cannot tell cheaply: never remove another process's file
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def stale_temp_files(path: Path | str) -> list[Path]:
+    """Temporary files of ``atomic_save_tensors`` for this target whose writer is gone: the pid in the name is no
+    longer a running process (or, for names without a pid, written by older versions, the file is older than
+    ``LEGACY_TEMP_AGE_S``). A save in progress in a live process is never listed. Pids are those of this machine."""
+    path = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?:(\d+)\.)?[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}$")
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return []
+    stale = []
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None:
+            continue
+        if match.group(1) is not None:
+            if _pid_alive(int(match.group(1))):
+                continue
+        else:
+            try:
+                if time.time() - entry.stat().st_mtime < LEGACY_TEMP_AGE_S:
+                    continue
+            except OSError:
+                continue
+        stale.append(entry)
+    return sorted(stale)
+
+
+def remove_stale_temp_files(path: Path | str) -> list[Path]:
+    """Delete ``stale_temp_files(path)``; returns those removed."""
+    removed = []
+    for entry in stale_temp_files(path):
+        try:
+            entry.unlink()
+        except OSError:
+            continue
+        removed.append(entry)
+    return removed
 
 
 def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

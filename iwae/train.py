@@ -4,6 +4,11 @@ Writes the model checkpoint (weights + metadata) after every epoch and a resume 
 (``<out stem>.resume.safetensors``: weights, Adam state, RNG state, position) every
 ``--save-every`` seconds, at the end of every epoch, and on Ctrl-C / SIGTERM. ``--resume``
 continues from the resume file and reproduces the uninterrupted run on CPU.
+
+Both files are written atomically (temporary file, fsync, rename), so a SIGKILL at any moment leaves each one either
+absent, as before, or complete; ``--resume`` after it loses only the steps since the last resume file and still ends
+with the uninterrupted run's weights. A run removes temporary files that killed runs left behind, and a resume at
+an epoch boundary rewrites the checkpoint if the kill came between the epoch's resume file and its checkpoint.
 """
 
 from __future__ import annotations
@@ -21,7 +26,15 @@ from tqdm import tqdm
 
 from . import data as data_mod
 from .bounds import ESTIMATORS, OBJECTIVES, iwae_bound, training_loss, vae_k_bound
-from .checkpoints import FORMAT, atomic_save_tensors, read_tensors, save_checkpoint
+from .checkpoints import (
+    FORMAT,
+    CheckpointError,
+    atomic_save_tensors,
+    read_metadata,
+    read_tensors,
+    remove_stale_temp_files,
+    save_checkpoint,
+)
 from .model import VAE, ModelConfig
 
 SCHEDULES = ("decay", "paper", "constant")
@@ -169,6 +182,9 @@ def main(argv=None) -> int:
     epoch, step, history, elapsed = 0, 0, [], 0.0
     bound_carry = 0.0  # sum of the bound over this epoch's steps before a resume
     rpath = resume_path(args.out)
+    for target in (args.out, rpath):  # left by a process killed in the middle of a save
+        for stale in remove_stale_temp_files(target):
+            print(f"removed {stale}: a temporary file left by an interrupted save")
     if args.resume:
         if not rpath.exists():
             print(f"error: --resume given but {rpath} does not exist", file=sys.stderr)
@@ -225,6 +241,18 @@ def main(argv=None) -> int:
         state = {"epoch": epoch_now, "step": step_now, "bound_sum": bound_sum_now, "history": history,
                  "elapsed": elapsed, "args": run_args}
         atomic_save_tensors(tensors, {"format": FORMAT + "-resume", "resume": json.dumps(state)}, rpath)
+
+    if args.resume and step == 0 and history:
+        # Resumed at an epoch boundary: the end-of-epoch resume file is written just before the checkpoint, so a
+        # kill between the two leaves the checkpoint one epoch behind (or absent). The resumed weights are exactly
+        # that epoch's end: write the checkpoint now (also when the run is already finished: the loop below is empty).
+        try:
+            current = len(read_metadata(args.out)["history"]) == len(history)
+        except CheckpointError:
+            current = False
+        if not current:
+            save_checkpoint(model, metadata(), args.out)
+            print(f"rewrote {args.out} (epoch {len(history)}): it was missing or behind the resume file")
 
     steps_run = 0
     with StopFlag() as flag:
