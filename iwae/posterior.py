@@ -160,6 +160,86 @@ def log_q_iw(
     return g.log_q.double() + torch.logsumexp(ratio, dim=1) - math.log(n_draws)
 
 
+GRID_S_BUDGET = 500_000  # draws of "other" weights behind one q_IW: M = budget / (K - 1) draws of S
+GRID_S_MAX_DRAWS = 4096  # at most this many draws of S (small K)
+GRID_S_LEVELS = 256  # log w levels at which E_S[K w / (w + S)] is tabulated
+GRID_S_MARGIN = 30.0  # nats beyond the drawn log S where the table stops; outside, the exact limits are used
+
+
+def log_other_weight_sums_on_grid(g: ImageGrid, k: int, n_draws: int,
+                                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """log S_m, S_m = sum of the weights of K - 1 draws from q discretized on the grid (cell probabilities
+    proportional to q at the cell centres).  -> (M,); -inf when K = 1."""
+    if k < 1:
+        raise ValueError(f"K must be at least 1, got {k}")
+    if k == 1:
+        return torch.full((n_draws,), -math.inf, dtype=torch.float64)
+    cdf = torch.cumsum(torch.softmax(g.log_q.double(), 0), 0)
+    # Stratified uniforms in random order: each draw is exactly distributed as q on the grid, and together they
+    # hold every cell in its exact proportion, so rare cells with large weights are neither missed nor doubled.
+    n = n_draws * (k - 1)
+    u = (torch.arange(n, dtype=torch.float64) + torch.rand(n, generator=generator, dtype=torch.float64)) / n * cdf[-1]
+    below = torch.searchsorted(u, cdf)  # sorted u: count per cell by 16k searches, not n
+    counts = torch.diff(below, prepend=below.new_zeros(1))
+    counts[-1] += n - below[-1]
+    cells = torch.repeat_interleave(torch.arange(len(cdf)), counts)[torch.randperm(n, generator=generator)]
+    return torch.logsumexp(g.log_w.double()[cells].view(n_draws, k - 1), dim=1)
+
+
+@torch.no_grad()
+def log_q_iw_on_grid(g: ImageGrid, k: int, generator: torch.Generator | None = None,
+                     budget: int = GRID_S_BUDGET) -> torch.Tensor:
+    """log q_IW(z|x) at K on the grid points, not renormalized, with the K - 1 other samples drawn from q
+    discretized on the same grid.  -> (n*n,) float64
+
+    E_S[K w / (w + S)] depends on z only through w(z), so it is computed once per level of log w, from
+    M = budget / (K - 1) draws of S (between 64 and GRID_S_MAX_DRAWS), and interpolated at each grid point:
+    many more draws of S than ``log_q_iw`` affords per point. Below the tabulated range it is K w E[1/S]
+    (slope 1 in log w), above it K. Because the grid point z and the others then come from one distribution,
+    the integral is q's mass on the window up to the Monte Carlo error of the M draws (symmetry:
+    E[K w_1 / (w_1 + ... + w_K)] = 1), which makes the self-check sharp. Needs q resolved by the grid
+    (a standard deviation of at least two cells); otherwise use ``log_q_iw`` with a pool of draws."""
+    log_q = g.log_q.double()
+    if k == 1:
+        return log_q.clone()
+    m = max(64, min(GRID_S_MAX_DRAWS, budget // (k - 1)))
+    log_s = log_other_weight_sums_on_grid(g, k, m, generator)  # (M,)
+    log_w = g.log_w.double()
+    finite = log_w[torch.isfinite(log_w)]
+    lo = max(finite.min().item(), log_s.min().item() - GRID_S_MARGIN)
+    hi = min(finite.max().item(), log_s.max().item() + GRID_S_MARGIN)
+    hi = max(hi, lo + 1e-6)
+    levels = torch.linspace(lo, hi, GRID_S_LEVELS, dtype=torch.float64)
+    ratio = math.log(k) + levels[:, None] - torch.logaddexp(levels[:, None], log_s[None, :])  # (L, M)
+    log_phi = torch.logsumexp(ratio, dim=1) - math.log(m)  # log E_S[K w / (w + S)] at each level
+    pos = ((log_w - lo) / (hi - lo) * (GRID_S_LEVELS - 1)).clamp(0, GRID_S_LEVELS - 1)
+    i0 = pos.floor().long().clamp(max=GRID_S_LEVELS - 2)
+    t = pos - i0
+    inside = log_phi[i0] * (1 - t) + log_phi[i0 + 1] * t
+    below = log_phi[0] + (log_w - lo)  # K w E[1/S]: proportional to w
+    out = torch.where(log_w < lo, below, torch.where(log_w > hi, log_phi[-1].expand_as(log_w), inside))
+    return log_q + out
+
+
+RESOLVED_CELLS = 2.0  # the grid resolves q when each of its standard deviations spans at least this many cells
+
+
+def q_resolved(g: ImageGrid) -> bool:
+    return g.sigma.min().item() >= RESOLVED_CELLS * g.spacing
+
+
+def log_q_iw_for_display(g: ImageGrid, pool: Pool, k: int,
+                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, str]:
+    """The explorer's q_IW at K: the other samples from q on the grid when the grid resolves q (the sharper
+    estimate), else from the pool of draws.  -> (log q_IW (n*n,), how the other K - 1 samples were drawn)"""
+    if k == 1 or q_resolved(g):
+        m = max(64, min(GRID_S_MAX_DRAWS, GRID_S_BUDGET // max(k - 1, 1)))
+        return log_q_iw_on_grid(g, k, generator), f"{m:,} draws of the K − 1 others from q on the grid, stratified"
+    return (log_q_iw(g, pool, k, generator=generator),
+            f"{N_S_DRAWS} draws of the K − 1 others from a pool of {len(pool.log_w):,} draws from q "
+            "(q narrower than the grid resolves)")
+
+
 def renormalize(log_density: torch.Tensor, log_area: float) -> torch.Tensor:
     """Normalize on the grid so the Riemann sum is exactly 1 (for distances between grid densities)."""
     return log_density - torch.logsumexp(log_density.double() + log_area, 0)

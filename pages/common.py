@@ -452,8 +452,9 @@ def qiw_view(_model, key: str, ref: ImageRef, seed: int, k: int) -> dict:
     """Per K: log q_IW on the image's window (shared pool and grid), its integral, TV and KL to p."""
     g = image_grid(_model, key, ref)
     pool = proposal_pool(_model, key, ref, seed)
-    log_qiw = posterior.log_q_iw(g, pool, k, generator=generator(seed, "qiw", ref, k))
+    log_qiw, method = posterior.log_q_iw_for_display(g, pool, k, generator(seed, "qiw", ref, k))
     return {
+        "method": method,
         "log_qiw": g.to_image(log_qiw).astype(np.float32),
         "mass": g.mass(log_qiw),
         "tv": posterior.total_variation(g.log_posterior, log_qiw, g.log_area),
