@@ -45,9 +45,9 @@ DEFAULT_SEED = 0
 MAX_SEED = 2**31 - 1
 
 # The training run behind each conventional checkpoint name (and the pattern for any other).
-TRAIN_COMMAND = "python -m iwae.train --objective {objective} --k {k} --out checkpoints/{name}.safetensors"
+TRAIN_COMMAND = "python -m iwae.train --objective {objective} --k {k}{estimator} --out checkpoints/{name}.safetensors"
 EVALUATE_COMMAND = "python -m iwae.evaluate checkpoints/*.safetensors --write"
-EXPECTED_CHECKPOINTS = ("vae-k1", "vae-k50", "iwae-k5", "iwae-k50")
+EXPECTED_CHECKPOINTS = ("vae-k1", "vae-k50", "iwae-k5", "iwae-k50", "iwae-k50-dreg")
 
 
 def checkpoint_dir() -> Path:
@@ -133,10 +133,13 @@ def load_all(directory: Path | str, loader=load_for_explorer) -> Catalog:
 def train_command(name: str) -> str:
     """The training command that writes checkpoints/<name>.safetensors (``vae-k1``, ``iwae-k50``, ...)."""
     objective, _, k = name.partition("-k")
-    if objective not in ("vae", "iwae") or not k.isdigit():
-        objective, k = "iwae", "50"
+    k, _, estimator = k.partition("-")
+    if objective not in ("vae", "iwae") or not k.isdigit() or estimator not in ("", "dreg") or (
+            estimator and objective != "iwae"):
+        objective, k, estimator = "iwae", "50", ""
         name = "iwae-k50"
-    return TRAIN_COMMAND.format(objective=objective, k=k, name=name)
+    return TRAIN_COMMAND.format(objective=objective, k=k, name=name,
+                                estimator=f" --estimator {estimator}" if estimator else "")
 
 
 def describe(metadata: Mapping) -> str:

@@ -501,6 +501,9 @@ def test_train_command_and_stable_seed():
     expected = "python -m iwae.train --objective vae --k 1 --out checkpoints/vae-k1.safetensors"
     assert catalog.train_command("vae-k1") == expected
     assert "--objective iwae --k 50" in catalog.train_command("something-else")
+    assert catalog.train_command("iwae-k50-dreg") == ("python -m iwae.train --objective iwae --k 50 --estimator dreg "
+                                                      "--out checkpoints/iwae-k50-dreg.safetensors")
+    assert "dreg" not in catalog.train_command("vae-k1-dreg")  # DReG is an IWAE estimator
     assert catalog.stable_seed(1, "pool", 3) == catalog.stable_seed(1, "pool", 3)
     assert catalog.stable_seed(1, "pool", 3) != catalog.stable_seed(1, "pool", 4)
     assert 0 <= catalog.stable_seed("x") < 2**64
