@@ -479,14 +479,18 @@ def test_draw_a_digit(browser):
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.15
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    for i in range(1, 21):  # a vertical stroke, off-centre on purpose
-        page.mouse.move(x0, y0 + box["height"] * 0.7 * i / 20)
-    page.mouse.up()
-    page.wait_for_timeout(500)
-    wait_idle(page)
+
+    def stroke() -> None:  # a vertical stroke, off-centre on purpose; mouse up sends the drawing (a rerun)
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        for i in range(1, 21):
+            page.mouse.move(x0, y0 + box["height"] * 0.7 * i / 20)
+        page.mouse.up()
+
+    act(page, stroke)
     act(page, page.get_by_role("button", name="Use this drawing").click)
+    error = page.locator("[data-testid='stMain'] [data-testid='stAlert']", has_text="previous image")
+    assert error.count() == 0, error.all_inner_texts()
     x = image_ref.decode_digit(query(page).get("x", "")).reshape(28, 28)
     rows, cols = np.nonzero(x)
     assert 19 <= rows.max() - rows.min() + 1 <= 21, "the longer side is scaled to 20 pixels"
