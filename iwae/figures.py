@@ -353,7 +353,7 @@ def posterior_figures(
 
     moving = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
                            subplot_titles=(f"q<sub>IW</sub>(z|x) at K = {k}",
-                                           "contours at 1, 5, 9 nats below each maximum"))
+                                           "contours: 1, 5, 9 nats below each max"))
     moving.add_trace(_density_heatmap("q_iw", log_qiw, x_axis, y_axis, zmin, zmax, False), row=1, col=1)
     step = max(1, len(x_axis) // CONTOUR_RESOLUTION)  # contours on every step-th point: lighter to send and draw
     for name, dens in (("q", log_q), ("q_iw", log_qiw), ("p", log_p)):
