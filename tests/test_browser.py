@@ -552,7 +552,8 @@ def test_scatter_click_chooses_image(browser):
     assert {k: after[k] for k in ("a", "b", "k")} == {k: before[k] for k in ("a", "b", "k")}
     side = page.locator("[data-testid='stSidebar']")
     assert side.get_by_text(f"Image #{target['index']}: digit").count() == 1
-    assert page.locator("[data-testid='stMain']").get_by_text(f"test image #{target['index']} (digit").count() == 1
+    # named twice on the latent page: in the intro line and under the image
+    assert page.locator("[data-testid='stMain']").get_by_text(f"test image #{target['index']} (digit").count() == 2
     assert_state_in_url(page, after)
     assert_no_exception(browser)
     # the chosen image's ring moved to the clicked point
@@ -619,7 +620,7 @@ def test_state_kept_across_pages(browser, server):
         assert_state_in_url(page, state)
         assert_no_exception(browser)
     main = page.locator("[data-testid='stMain']")
-    assert main.get_by_text(f"test image #{state['image']} (digit").count() == 1
+    assert main.get_by_text(f"test image #{state['image']} (digit").count() == 2  # intro line and image caption
     assert main.locator("h3", has_text=state["b"]).count() >= 1
 
 
