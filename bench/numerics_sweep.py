@@ -114,7 +114,8 @@ def one_image(name: str, model, grid, x: torch.Tensor, k: int, tally: Tally, see
     pool = posterior.proposal_pool(model, x, posterior.pool_size_for(k), gen)
     tally.check(name, "proposal pool (z, log w)", k, pool.z, pool.log_w)
     log_qiw = posterior.log_q_iw(g, pool, k, generator=gen)
-    tally.check(name, "q_IW on the grid, its integral", k, log_qiw, g.mass(log_qiw))
+    tally.check(name, "q_IW from the pool, its integral", k, log_qiw, g.mass(log_qiw))
+    tally.check(name, "q_IW, others drawn on the grid (the app's)", k, posterior.log_q_iw_on_grid(g, k, gen))
     tally.check(name, "TV and KL(p || q_IW)", k, posterior.total_variation(g.log_posterior, log_qiw, g.log_area),
                 posterior.kl_divergence(g.log_posterior, log_qiw, g.log_area))
     draws = sir.sir_from_pool(pool.z, pool.log_w, k, 100, gen)

@@ -158,16 +158,16 @@ def test_tv_to_true_posterior_falls_with_k(subject):
 
 @pytest.mark.parametrize("subject", ["digits", pytest.param("vae-k1", marks=pytest.mark.slow)], indirect=True)
 def test_q_iw_finite_up_to_k_100000(subject):
-    """K up to 100,000 with a pool of pool_size_for(K): finite everywhere on the grid, and K w / (w + S) <= K, i.e.
-    log q_IW <= log q + log K; a pool smaller than K - 1 is refused."""
+    """K up to 100,000 with a pool of pool_size_for(K), and with the others drawn on the grid: finite everywhere on
+    the grid, and K w / (w + S) <= K, i.e. log q_IW <= log q + log K; a pool smaller than K - 1 is refused."""
     i = _covering(subject, 1)[0]
     g = _grid(subject, i)
     for k in (5000, 100_000):
         pool = post.proposal_pool(subject.model, subject.x[i], post.pool_size_for(k), _gen(k))
         assert len(pool.log_w) >= k - 1
-        log_q_iw = post.log_q_iw(g, pool, k, generator=_gen(1))
-        assert torch.isfinite(log_q_iw).all(), f"{subject.name}: non-finite q_IW at K={k}"
-        assert (log_q_iw <= g.log_q.double() + math.log(k) + 1e-9).all()
+        for log_q_iw in (post.log_q_iw(g, pool, k, generator=_gen(1)), post.log_q_iw_on_grid(g, k, _gen(1))):
+            assert torch.isfinite(log_q_iw).all(), f"{subject.name}: non-finite q_IW at K={k}"
+            assert (log_q_iw <= g.log_q.double() + math.log(k) + 1e-9).all()
     with pytest.raises(ValueError):
         post.log_q_iw(g, post.proposal_pool(subject.model, subject.x[i], 10, _gen(0)), 12)
 
