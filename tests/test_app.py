@@ -424,6 +424,63 @@ def test_digit_page_with_a_digit_shows_both_models(app):
     assert all(e < float(v) for e, v in zip(elbo, values, strict=True))  # the ELBO bounds log p(x) from below
 
 
+class _Payload:
+    """Unpickling this creates a marker file: proof that something ran pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _bad_checkpoint(kind: str, good: Path, path: Path, marker: Path) -> str:
+    """Write a bad vae-k1 checkpoint of one kind; returns a phrase the app's message must contain."""
+    from safetensors.torch import load_file, save_file
+
+    from iwae.checkpoints import FORMAT, read_metadata
+
+    if kind == "truncated":
+        path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+        return "could not be loaded"
+    if kind == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+        return "not a readable safetensors file"
+    if kind == "pickle with a payload":
+        torch.save({"payload": _Payload(marker)}, path)
+        return "not a readable safetensors file"
+    meta = read_metadata(good)
+    tensors = load_file(str(good))
+    if kind == "wrong shapes":
+        tensors["encoder.0.weight"] = torch.zeros(100, 784)
+        save_file(tensors, str(path), metadata={"format": FORMAT, "metadata": json.dumps(meta)})
+        return "encoder.0.weight"
+    if kind == "missing metadata key":
+        del meta["config"]
+        save_file(tensors, str(path), metadata={"format": FORMAT, "metadata": json.dumps(meta)})
+        return "config"
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "random bytes", "pickle with a payload", "wrong shapes",
+                                  "missing metadata key"])
+def test_every_kind_of_bad_checkpoint_is_reported_and_the_other_model_works(model_dir, tmp_path, monkeypatch, kind):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    shutil.copy(model_dir / "iwae-k50.safetensors", folder / "iwae-k50.safetensors")
+    marker = tmp_path / "pwned"
+    phrase = _bad_checkpoint(kind, model_dir / "vae-k1.safetensors", folder / "vae-k1.safetensors", marker)
+    monkeypatch.setenv(catalog.CHECKPOINT_DIR_ENV, str(folder))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    _assert_frame(at)
+    warnings = [w.value for w in at.warning if "vae-k1" in w.value and "could not be loaded" in w.value]
+    assert len(warnings) == 1 and phrase in warnings[0], (kind, [w.value for w in at.warning])
+    assert [o.split(" ")[0] for o in at.sidebar.selectbox(key="model_a").options] == ["iwae-k50"]
+    _open(at, "pages/2_posterior_densities.py")
+    _assert_posterior_charts_not_blank(at)
+    assert not marker.exists(), "a checkpoint file was unpickled"
+
+
 def test_one_corrupt_checkpoint_is_reported_and_the_others_work(model_dir, tmp_path, monkeypatch):
     shutil.copy(model_dir / "iwae-k50.safetensors", tmp_path / "iwae-k50.safetensors")
     (tmp_path / "vae-k1.safetensors").write_bytes(np.random.default_rng(0).bytes(4096))
