@@ -13,7 +13,7 @@ from iwae.checkpoints import load_checkpoint
 from iwae.evaluate import sampled_bounds
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-SHIPPED = ("vae-k1", "vae-k50", "iwae-k5", "iwae-k50")
+SHIPPED = ("vae-k1", "vae-k50", "iwae-k5", "iwae-k50", "iwae-k50-dreg")
 N_IMAGES = 200
 
 
@@ -40,7 +40,9 @@ def test_checkpoint_matches_its_metadata(models, name):
     ckpt = models[name]
     meta = ckpt.metadata
     objective, k = name.split("-k")
+    k, _, estimator = k.partition("-")
     assert meta["objective"] == objective and meta["k"] == int(k)
+    assert meta["estimator"] == (estimator or "standard")
     assert meta["config"] == {"input_dim": 784, "hidden_dim": 200, "latent_dim": 2}
     assert ckpt.model.encoder[0].weight.shape == (200, 784)
     assert ckpt.model.decoder[-1].weight.shape == (784, 200)
