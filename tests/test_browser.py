@@ -54,7 +54,7 @@ PAGES = {
     "digit": ("Your own digit", "/digit", "Your own digit"),
 }
 FIRST_LINK = "/latent?image=3"  # what the browser opens first: a deep link with state in its query
-MIN_CHARTS = {"home": 0, "latent": 4, "posteriors": 4, "resampling": 0, "bounds": 6, "toy": 2, "digit": 0}
+MIN_CHARTS = {"home": 0, "latent": 4, "posteriors": 4, "resampling": 0, "bounds": 7, "toy": 2, "digit": 0}
 K_LABEL = "K (importance samples)"
 IMAGE_LABEL = "Image index (0-9999)"
 
@@ -157,16 +157,16 @@ def _healthy(url: str) -> bool:
 
 
 def _checkpoint_snapshot(folder: Path) -> list[str]:
-    """Copy the model checkpoints (not training states) and the instructive-image presets into ``folder``; write
-    two small untrained models when there are none. Returns the model names."""
+    """Copy the model checkpoints (not training states), the instructive-image presets and the gradient-SNR file
+    into ``folder``; write two small untrained models when there are none. Returns the model names."""
     from iwae import catalog
 
     source = ROOT / "checkpoints"
     for path in catalog.discover(source):
         shutil.copy2(path, folder / path.name)
-    presets = source / catalog.INSTRUCTIVE_FILE
-    if presets.is_file():
-        shutil.copy2(presets, folder / presets.name)
+    for extra in (source / catalog.INSTRUCTIVE_FILE, source / "gradient-snr.json"):  # presets, the SNR figure
+        if extra.is_file():
+            shutil.copy2(extra, folder / extra.name)
     if not catalog.discover(folder):
         _write_untrained_models(folder)
     return [catalog.checkpoint_name(p) for p in catalog.discover(folder)]
