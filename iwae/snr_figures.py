@@ -81,7 +81,9 @@ def snr_figure(data: Mapping, statistic: str = FIGURE_STATISTIC, title: str | No
             ), row=1, col=col)
     fig.update_xaxes(type="log", title_text="K (importance samples)", tickvals=all_ks,
                      ticktext=[f"{k:,}" for k in all_ks], tickangle=0, showgrid=True, gridcolor="#e5e5e5")
-    fig.update_yaxes(type="log", dtick="D2", showgrid=True, gridcolor="#e5e5e5")
+    ticks = [m * 10.0**e for e in range(-3, 4) for m in (1, 2, 5)]  # labelled in full: 0.02, not a bare "2"
+    fig.update_yaxes(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], showgrid=True,
+                     gridcolor="#e5e5e5")
     fig.update_yaxes(title_text=f"SNR ({statistic} over elements)", row=1, col=1)
     fig.update_layout(
         title=title, height=height, font=FONT, plot_bgcolor="white",
