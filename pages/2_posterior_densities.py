@@ -91,4 +91,3 @@ for side, col, name, ckpt in shown:
             1, f"{title}; sampling seed {seed}; {catalog.N_TEST_IMAGES:,}-image test set; "
             f"window grid {len(view['x_axis'])} × {len(view['y_axis'])}"))
 
-common.warm_neighbours([ckpt for _, _, _, ckpt in shown], ref, seed, k)

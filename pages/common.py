@@ -475,20 +475,6 @@ def sir_overlay(_model, key: str, ref: ImageRef, seed: int, k: int) -> dict:
     return {"z": draws.z.numpy(), "ess": float(draws.ess.double().mean()), "shared": not draws.independent}
 
 
-def warm_neighbours(models, ref: ImageRef, seed: int, k: int) -> None:
-    """After a page is drawn: compute q_IW and the SIR overlay for the K values one slider step away,
-    so that the next step is a cache hit. An empty placeholder between items lets a new interaction
-    interrupt the warming (Streamlit stops a run at its next element)."""
-    i = catalog.K_CHOICES.index(k)
-    for j in (i + 1, i - 1):
-        if not 0 <= j < len(catalog.K_CHOICES):
-            continue
-        for ckpt in models:
-            st.empty()
-            qiw_view(ckpt.model, model_key(ckpt), ref, seed, catalog.K_CHOICES[j])
-            sir_overlay(ckpt.model, model_key(ckpt), ref, seed, catalog.K_CHOICES[j])
-
-
 @st.cache_data(max_entries=32, show_spinner=False)
 def q_overlay(_model, key: str, ref: ImageRef, seed: int) -> np.ndarray:
     return sir.q_samples(_model, image_x(ref), N_Q_OVERLAY, generator(seed, "q-overlay", ref)).numpy()
