@@ -33,7 +33,6 @@ import argparse
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +57,8 @@ from tests.test_browser import (  # noqa: E402
     close_dialogs,
     hover,
     scatter_target,
+    start_streamlit,
+    stop_streamlit,
     wait_idle,
 )
 
@@ -99,26 +100,6 @@ IMAGE_SHOWN = """
 RUN_DONE = """
 n => window.__st.runs > n && window.__st.state === 'notRunning' && window.__st.idleAt - window.__t0
 """
-
-
-def start_server(port: int, checkpoints: Path, threads: int | None, log: Path) -> subprocess.Popen:
-    env = os.environ | {"IWAE_CHECKPOINT_DIR": str(checkpoints)}
-    if threads:
-        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-               "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
-    with open(log, "wb") as out:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def mark(page) -> int:
@@ -212,7 +193,7 @@ def one_round(args, browser, checkpoints: Path, port: int, log: Path) -> dict:
     page.on("websocket", lambda ws: ws.on("framereceived", count))
     page.received = received
     t0 = time.perf_counter()
-    server = start_server(port, checkpoints, args.threads, log)
+    server = start_streamlit(port, checkpoints, args.threads, log)
     try:
         url = f"http://127.0.0.1:{port}"
         while not _healthy(url):
@@ -239,7 +220,7 @@ def one_round(args, browser, checkpoints: Path, port: int, log: Path) -> dict:
         context.close()
         return result
     finally:
-        stop(server)
+        stop_streamlit(server)
 
 
 def apptest_k_changes(checkpoints: Path, threads: int | None) -> list[dict]:

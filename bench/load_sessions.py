@@ -33,7 +33,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -58,6 +57,8 @@ from tests.test_browser import (  # noqa: E402
     _checkpoint_snapshot,
     _free_port,
     _healthy,
+    start_streamlit,
+    stop_streamlit,
 )
 
 VIEWPORT = {"width": 1280, "height": 800}
@@ -196,25 +197,6 @@ class MemorySampler(threading.Thread):
 
 # ------------------------------------------------------------------------------------------------
 # The server
-
-
-def start_server(port: int, checkpoints: Path, threads: int, log: Path) -> subprocess.Popen:
-    env = os.environ | {"IWAE_CHECKPOINT_DIR": str(checkpoints), "OMP_NUM_THREADS": str(threads),
-                        "MKL_NUM_THREADS": str(threads)}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-               "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
-    with open(log, "wb") as out:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -359,7 +341,7 @@ async def run_session(sid: int, browser, url: str, seed: int, start_image: int, 
 async def run_count(n: int, args, browser, checkpoints: Path, log: Path) -> dict:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start_server(port, checkpoints, args.threads, log)
+    server = start_streamlit(port, checkpoints, args.threads, log)
     sampler = MemorySampler(server.pid)
     sampler.start()
     try:
@@ -394,7 +376,7 @@ async def run_count(n: int, args, browser, checkpoints: Path, log: Path) -> dict
             await context.close()
     finally:
         sampler.stop()
-        stop_server(server)
+        stop_streamlit(server, timeout=30)
     text = log.read_text(errors="replace")
     latencies = [x for r in results for x in r.latencies]
     errors = [f"session {r.sid}: {e}" for r in results for e in r.errors]

@@ -186,6 +186,11 @@ def log_other_weight_sums_on_grid(g: ImageGrid, k: int, n_draws: int,
     return torch.logsumexp(g.log_w.double()[cells].view(n_draws, k - 1), dim=1)
 
 
+def grid_s_draws(k: int, budget: int = GRID_S_BUDGET) -> int:
+    """M, the draws of S behind one grid-based q_IW at K: budget / (K - 1), between 64 and GRID_S_MAX_DRAWS."""
+    return max(64, min(GRID_S_MAX_DRAWS, budget // max(k - 1, 1)))
+
+
 @torch.no_grad()
 def log_q_iw_on_grid(g: ImageGrid, k: int, generator: torch.Generator | None = None,
                      budget: int = GRID_S_BUDGET) -> torch.Tensor:
@@ -202,7 +207,7 @@ def log_q_iw_on_grid(g: ImageGrid, k: int, generator: torch.Generator | None = N
     log_q = g.log_q.double()
     if k == 1:
         return log_q.clone()
-    m = max(64, min(GRID_S_MAX_DRAWS, budget // (k - 1)))
+    m = grid_s_draws(k, budget)
     log_s = log_other_weight_sums_on_grid(g, k, m, generator)  # (M,)
     log_w = g.log_w.double()
     finite = log_w[torch.isfinite(log_w)]
@@ -233,7 +238,7 @@ def log_q_iw_for_display(g: ImageGrid, pool: Pool, k: int,
     """The explorer's q_IW at K: the other samples from q on the grid when the grid resolves q (the sharper
     estimate), else from the pool of draws.  -> (log q_IW (n*n,), how the other K - 1 samples were drawn)"""
     if k == 1 or q_resolved(g):
-        m = max(64, min(GRID_S_MAX_DRAWS, GRID_S_BUDGET // max(k - 1, 1)))
+        m = grid_s_draws(k)
         return log_q_iw_on_grid(g, k, generator), f"{m:,} draws of the K − 1 others from q on the grid, stratified"
     return (log_q_iw(g, pool, k, generator=generator),
             f"{N_S_DRAWS} draws of the K − 1 others from a pool of {len(pool.log_w):,} draws from q "

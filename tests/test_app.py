@@ -31,14 +31,7 @@ PAGES = {
     "pages/5_toy_targets.py": "Toy targets",
     "pages/6_your_digit.py": "Your own digit",
 }
-NAV_TITLES = {
-    "pages/1_latent_space.py": "Latent space",
-    "pages/2_posterior_densities.py": "Posteriors",
-    "pages/3_sir_resampling.py": "Resampling",
-    "pages/4_bounds_comparison.py": "Bounds and comparison",
-    "pages/5_toy_targets.py": "Toy targets",
-    "pages/6_your_digit.py": "Your own digit",
-}
+NAV_TITLES = PAGES  # the navigation titles are the pages' own titles
 CORE_PAGES = list(PAGES)[:4]  # the pages about the chosen test image, both models side by side
 MODEL_PAGES = [p for p in PAGES if p != "pages/5_toy_targets.py"]  # the toy page shows no trained model
 ENTRYPOINT_PAGE = "_entrypoint_page"

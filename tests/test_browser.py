@@ -192,6 +192,27 @@ def _write_untrained_models(folder: Path) -> None:
         save_checkpoint(model, metadata, folder / f"{name}.safetensors")
 
 
+def start_streamlit(port: int, checkpoints: Path, threads: int | str | None, log: Path) -> subprocess.Popen:
+    """``streamlit run app.py`` on 127.0.0.1:port over a checkpoint folder, output to ``log`` (also used by bench/)."""
+    env = os.environ | {"IWAE_CHECKPOINT_DIR": str(checkpoints)}
+    if threads:
+        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+               "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
+               "--browser.gatherUsageStats", "false"]
+    with open(log, "wb") as out:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop_streamlit(process: subprocess.Popen, timeout: float = 20) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not CHROMIUM.is_file():
@@ -206,13 +227,7 @@ def server(tmp_path_factory):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("browser-server") / "streamlit.log"
-    threads = os.environ.get("IWAE_TEST_THREADS", "1")
-    env = os.environ | {"IWAE_CHECKPOINT_DIR": str(folder), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-               "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    process = start_streamlit(port, folder, os.environ.get("IWAE_TEST_THREADS", "1"), log)
     srv = Server(url, process, log, folder, models)
     try:
         deadline = time.monotonic() + SERVER_START_S
@@ -224,12 +239,7 @@ def server(tmp_path_factory):
             time.sleep(0.25)
         yield srv
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_streamlit(process)
 
 
 # ------------------------------------------------------------------------------------------------
