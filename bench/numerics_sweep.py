@@ -13,8 +13,17 @@ Two parts per model:
    pool_size_for(K) draws, q_IW at K, its integral, TV and KL to p, SIR from the pool, independent SIR draws
    and the L_K estimate from K fresh draws.
 Part 2 is a subset because at K = 100,000 each image costs ~10^6 decoder passes (the pool alone is
-4 (K - 1)); all 10,000 images would take days of these two cores. Prints the counts of values checked and of
-non-finite ones, and writes the report to ``<out>/numerics-<date>.txt``. Exit status 1 if any value is not finite.
+4 (K - 1)); all 10,000 images would take days of these two cores.
+3. with ``--all-images-big-k``: every test image at K = 1 and K = ``--big-k``, through what the Posteriors page
+   computes from its grid: the display grid, q_IW on it (the app's estimator), its integral, TV and KL to p, the
+   page's figures, and the K-draw reducers (L_K, ESS, SIR picks and their decoded images) on K log weights of
+   draws from q discretized on that grid (exact log w at the cell centres: a draw's z moves at most half a
+   cell). That costs one grid per image instead of K decoder passes (10^9 decoder passes per model, measured
+   0.65 s per image on both cores, would be 1.8 hours per model); q_IW's 64 draws of K - 1 others at K = 100,000
+   still make it ~1 s per image and model on one core. Resumable: progress is saved to ``--state`` after every
+   ``--chunk`` images, and a rerun with the same arguments continues where it stopped.
+Prints the counts of values checked and of non-finite ones, and writes the report to
+``<out>/numerics-<date>.txt``. Exit status 1 if any value is not finite.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,7 +43,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from iwae import bounds, latent, posterior, quadrature, sir, testset  # noqa: E402
+from iwae import bounds, figures, latent, posterior, quadrature, sir, testset  # noqa: E402
 from iwae.checkpoints import load_checkpoint  # noqa: E402
 
 SUBSET_SIR_DRAWS = 4  # independent SIR draws at the big K (each costs K decoder passes)
@@ -52,6 +62,15 @@ class Tally:
             row[0] += t.numel()
             row[1] += int((~torch.isfinite(t)).sum())
         row[2] += 1
+
+    def to_json(self) -> list:
+        return [[*key, *row] for key, row in self.rows.items()]
+
+    @classmethod
+    def from_json(cls, rows: list) -> "Tally":
+        t = cls()
+        t.rows = {tuple(r[:3]): list(r[3:]) for r in rows}
+        return t
 
     def table(self) -> list[str]:
         head = ("model", "function", "K", "calls", "values", "non-finite")
@@ -127,6 +146,94 @@ def one_image(name: str, model, grid, x: torch.Tensor, k: int, tally: Tally, see
     tally.check(name, "L_K from K fresh draws", k, bounds.iwae_bound(lw))
 
 
+GRID_SIR_DRAWS = 16  # SIR picks decoded per image and K in part 3 (the Resampling page shows 16)
+
+
+def figure_values(*figs) -> list[np.ndarray]:
+    """The numeric arrays a figure sends to the browser (x, y, z of every trace)."""
+    out = []
+    for fig in figs:
+        for trace in fig.data:
+            for attr in ("x", "y", "z"):
+                v = getattr(trace, attr, None)
+                if v is not None:
+                    out.append(np.asarray(v, dtype=np.float64))
+    return out
+
+
+@torch.no_grad()
+def grid_image_big_k(name: str, model, grid, x: torch.Tensor, ks: tuple[int, ...], tally: Tally,
+                     gen: torch.Generator) -> None:
+    """Part 3 for one image: the Posteriors page's grid computations and figures, and the K-draw reducers on
+    draws from q discretized on the grid, at each K in ks."""
+    g = posterior.image_grid(model, grid, x)
+    tally.check(name, "display grid: log q, log p(x,z), log p(x), q and p mass", 0, g.log_q, g.log_joint, g.log_px,
+                g.log_px_error, g.mass(g.log_q), g.mass(g.log_posterior))
+    tally.check(name, "TV(q, p), KL(p || q)", 0, posterior.total_variation(g.log_posterior, g.log_q, g.log_area),
+                posterior.kl_divergence(g.log_posterior, g.log_q, g.log_area))
+    q_cells = torch.softmax(g.log_q.double(), 0)
+    for k in ks:
+        if k == 1 or posterior.q_resolved(g):
+            log_qiw = posterior.log_q_iw_on_grid(g, k, gen)
+        else:  # as the app does when q is narrower than the grid resolves
+            pool = posterior.proposal_pool(model, x, posterior.pool_size_for(k), gen)
+            log_qiw = posterior.log_q_iw(g, pool, k, generator=gen)
+        tally.check(name, "q_IW as the app computes it, integral, TV, KL", k, log_qiw, g.mass(log_qiw),
+                    posterior.total_variation(g.log_posterior, log_qiw, g.log_area),
+                    posterior.kl_divergence(g.log_posterior, log_qiw, g.log_area))
+        cells = torch.multinomial(q_cells, k, replacement=True, generator=gen)
+        log_w = g.log_w[cells][None]  # (1, K)
+        weights = bounds.normalized_weights(log_w.double())
+        picks = torch.multinomial(weights[0], GRID_SIR_DRAWS, replacement=True, generator=gen)
+        z = g.points[cells[picks]]
+        tally.check(name, "K draws on the grid: L_K, VAE-K, ESS, SIR, decoded", k, bounds.iwae_bound(log_w),
+                    bounds.vae_k_bound(log_w), sir.effective_sample_size(weights), z, latent.decode_means(model, z))
+        fixed, moving = figures.posterior_figures(g.x_axis.numpy(), g.y_axis.numpy(), g.to_image(g.log_q),
+                                                  g.to_image(log_qiw), g.to_image(g.log_posterior), k,
+                                                  q_draws=g.points[cells[:100]].numpy(), sir_draws=z.numpy(),
+                                                  mu=g.mu.numpy(), sigma=g.sigma.numpy())
+        tally.check(name, "Posteriors page figures (every trace's x, y, z)", k, *figure_values(fixed, moving))
+
+
+def all_images_big_k(args, images: torch.Tensor) -> int:
+    """Part 3 over every test image, resumable from args.state."""
+    key = {"models": args.models, "images": len(images), "big_k": args.big_k}
+    state = json.loads(args.state.read_text()) if args.state.is_file() else {}
+    if state.get("key") != key:
+        state = {"key": key, "done": {}, "rows": [], "seconds": 0.0}
+    tally = Tally.from_json(state["rows"])
+    for name in args.models:
+        model = load_checkpoint(ROOT / "checkpoints" / f"{name}.safetensors").model.eval()
+        grid = quadrature.global_grid(model)
+        start = state["done"].get(name, 0)
+        bar = tqdm(total=len(images), initial=start, desc=f"{name} all images, K = 1 and {args.big_k:,}")
+        for chunk in range(start, len(images), args.chunk):
+            t = time.time()
+            for i in range(chunk, min(chunk + args.chunk, len(images))):
+                grid_image_big_k(name, model, grid, images[i], (1, args.big_k), tally,
+                                 torch.Generator().manual_seed(i))
+                bar.update()
+            state["done"][name] = min(chunk + args.chunk, len(images))
+            state["rows"], state["seconds"] = tally.to_json(), state["seconds"] + time.time() - t
+            tmp = args.state.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, args.state)  # an interruption loses at most one chunk
+        bar.close()
+    lines = [f"# numerics sweep, part 3, {datetime.datetime.now():%Y-%m-%d %H:%M}: `python bench/numerics_sweep.py "
+             f"{' '.join(sys.argv[1:])}`", "",
+             f"Every one of the {len(images):,} test images, per model, at K = 1 and K = {args.big_k:,} (K = 0: the "
+             "per-image grid, independent of K). K draws: from q discretized on the image's 128 x 128 display grid.",
+             f"{state['seconds']:.0f} s of computation in all ({torch.get_num_threads()} thread(s)).", "",
+             *tally.table(), "", f"{tally.total:,} values checked, {tally.bad} not finite."]
+    text = "\n".join(lines)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"numerics-all-images-{datetime.datetime.now():%Y-%m-%d-%H%M}.txt"
+    path.write_text(text + "\n")
+    print(f"wrote {path}")
+    return 1 if tally.bad else 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["vae-k1", "iwae-k50"])
@@ -135,10 +242,17 @@ def main() -> int:
     p.add_argument("--big-k-images", type=int, default=40, help="test images for part 2 (plus black and white)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--all-images-big-k", action="store_true",
+                   help="run part 3 (every image at K = 1 and the big K, from the display grid) instead of 1 and 2")
+    p.add_argument("--state", type=Path, default=ROOT / "bench" / "results" / "numerics-all-images-state.json",
+                   help="part 3's progress file (resumed when the arguments match)")
+    p.add_argument("--chunk", type=int, default=100, help="part 3: images between saves of the progress file")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     all_images, labels = testset.load()
     images, labels_np = all_images[: args.images], labels.numpy()
+    if args.all_images_big_k:
+        return all_images_big_k(args, images)
     tally = Tally()
     started = time.time()
     lines = [f"# numerics sweep {datetime.datetime.now():%Y-%m-%d %H:%M}: `python bench/numerics_sweep.py "
