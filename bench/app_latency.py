@@ -14,16 +14,20 @@ tests/test_browser.py) and measures:
   waits for), and until the script run ends. Nothing is pre-computed: q_IW at a new K costs ~12 ms per model, and
   warming the neighbouring K values after each run (tried until 2026-11-21) competed with the browser for the two
   cores and made a K change slower (0.77 s against 0.54 s). Target 0.5 s for the charts.
+- cold start with the frontend cached: the same, in a browser that has opened the app before (one priming start
+  on the same port and browser context, then ``--repeats`` measured ones): the restart a teacher does in the tab
+  that showed the app. ``--no-warm-browser`` skips it.
 - scatter click on /latent: a real mouse click on an isolated point of the left scatter until the sidebar's image
   index shows that point's test image, and until the run ends. Target 0.5 s.
 In-page times come from performance.now() (a MutationObserver sees every script-state change, and the chart checks
 poll on each animation frame). Then, without a browser, AppTest times the server side of a K change on the
 posteriors page: the whole script run (``--no-apptest`` skips it).
 
-The server's torch threads are left at their default unless ``--threads`` is given. Run it with ``nice`` on a shared
-machine; the load average is printed with the table, as the numbers depend on it. ``--json PATH`` also writes the
-headline figures (cold start and its two parts; K change until the charts are redrawn, all, steps and jumps, and until
-the run is done; scatter click until the image is chosen and until the run is done; the AppTest K run) as JSON rows for
+The server's torch threads are the app's default (one, ``IWAE_APP_THREADS``) unless ``--threads`` is given. Run it
+with ``nice`` on a shared machine; the load average is printed with the table, as the numbers depend on it.
+``--json PATH`` also writes the headline figures (cold start and its two parts, also with the frontend cached; K change
+until the charts are redrawn, all, steps and jumps, and until the run is done; scatter click until the image is chosen
+and until the run is done; the AppTest K run) as JSON rows for
 bench/run_all.py (``bench_row``), written before the exit on a K change that did not land.
 """
 
@@ -96,6 +100,8 @@ IMAGE_SHOWN = """
   return input && input.value === String(index) && performance.now() - window.__t0;
 }
 """
+FIRST_CHART = ("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+               ".some(gd => gd._fullData && gd._fullData.length && gd.querySelector('.main-svg'))")
 # The end of the run started after __t0: its notRunning time, in ms since __t0.
 RUN_DONE = """
 n => window.__st.runs > n && window.__st.state === 'notRunning' && window.__st.idleAt - window.__t0
@@ -177,12 +183,56 @@ def clicks(page, n: int) -> list[dict]:
     return out
 
 
-def one_round(args, browser, checkpoints: Path, port: int, log: Path) -> dict:
-    from iwae.catalog import K_CHOICES
-
+def new_context(browser):
     context = browser.new_context(viewport=VIEWPORT)
     context.add_init_script(RUN_OBSERVER)
     context.add_init_script(WS_SPY)
+    return context
+
+
+def cold_first_chart(browser, context, checkpoints: Path, port: int, threads, log: Path) -> dict:
+    """A fresh server, then /latent opened in ``context``: seconds to health, and from opening to the first chart."""
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    t0 = time.perf_counter()
+    server = start_streamlit(port, checkpoints, threads, log)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        while not _healthy(url):
+            if server.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {server.returncode}:\n{log.read_text(errors='replace')}")
+            if time.perf_counter() - t0 > 180:
+                raise RuntimeError("streamlit not healthy after 180 s")
+            time.sleep(0.05)
+        ready = time.perf_counter() - t0
+        page.goto(url + "/latent", wait_until="commit")
+        page.wait_for_function(FIRST_CHART, timeout=TIMEOUT_MS, polling="raf")
+        first_chart = time.perf_counter() - t0
+        wait_idle(page)
+        page.close()
+        return {"ready": ready, "browser": first_chart - ready, "cold": first_chart}
+    finally:
+        stop_streamlit(server)
+
+
+def warm_browser_cold_starts(args, browser, checkpoints: Path, tmp: Path) -> list[dict]:
+    """Cold server starts seen by a browser that has opened the app before (its HTTP cache holds the frontend's
+    files): one priming start, then ``--repeats`` measured ones, all on one port and one browser context. What a
+    teacher sees when restarting the app in the browser tab that showed it earlier."""
+    port = args.port or _free_port()
+    context = new_context(browser)
+    try:
+        cold_first_chart(browser, context, checkpoints, port, args.threads, tmp / "prime.log")
+        return [cold_first_chart(browser, context, checkpoints, port, args.threads, tmp / f"warm-{r}.log")
+                for r in range(args.repeats)]
+    finally:
+        context.close()
+
+
+def one_round(args, browser, checkpoints: Path, port: int, log: Path) -> dict:
+    from iwae.catalog import K_CHOICES
+
+    context = new_context(browser)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     received = [0]  # bytes the server sent over the websocket so far
@@ -204,10 +254,7 @@ def one_round(args, browser, checkpoints: Path, port: int, log: Path) -> dict:
             time.sleep(0.05)
         ready = time.perf_counter() - t0
         page.goto(url + "/latent", wait_until="commit")
-        page.wait_for_function(
-            "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
-            ".some(gd => gd._fullData && gd._fullData.length && gd.querySelector('.main-svg'))",
-            timeout=TIMEOUT_MS, polling="raf")
+        page.wait_for_function(FIRST_CHART, timeout=TIMEOUT_MS, polling="raf")
         first_chart = time.perf_counter() - t0
         wait_idle(page)
         result = {"ready": ready, "browser": first_chart - ready, "cold": first_chart, "dialogs": close_dialogs(page)}
@@ -258,6 +305,8 @@ def main(argv=None) -> None:
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the server (default: torch's)")
     parser.add_argument("--no-apptest", action="store_true", help="skip the server-side AppTest timing")
+    parser.add_argument("--no-warm-browser", action="store_true",
+                        help="skip the cold starts seen by a browser that has opened the app before")
     parser.add_argument("--json", type=Path, default=None, help="also write the headline figures as JSON rows here")
     args = parser.parse_args(argv)
     if not CHROMIUM.is_file():
@@ -278,6 +327,7 @@ def main(argv=None) -> None:
                     port = args.port or _free_port()
                     rounds.append(one_round(args, browser, checkpoints, port, Path(tmp) / f"server-{r}.log"))
                     print(f"round {r + 1}/{args.repeats} done", file=sys.stderr, flush=True)
+                warm = [] if args.no_warm_browser else warm_browser_cold_starts(args, browser, checkpoints, Path(tmp))
             finally:
                 browser.close()
         server_side = [] if args.no_apptest else apptest_k_changes(checkpoints, args.threads)
@@ -313,6 +363,10 @@ def main(argv=None) -> None:
          "cold: browser (open /latent -> first chart)"),
         ("cold start to first chart (launch -> chart)", [r["cold"] for r in rounds], TARGETS["cold"],
          "cold start to first chart (launch -> chart)"),
+        ("cold, cached frontend: browser (open -> chart)", [w["browser"] for w in warm], None,
+         "cold, frontend cached: browser (open /latent -> chart)"),
+        ("cold, cached frontend: launch -> first chart", [w["cold"] for w in warm], TARGETS["cold"],
+         "cold, frontend cached: launch -> first chart"),
         ("K change -> charts updated, all", [c["charts"] for c in k_all], TARGETS["k"],
          "K change (rerun) -> charts updated, all"),
         ("  neighbouring step", [c["charts"] for c in k_all if c["kind"] == "step"], TARGETS["k"],

@@ -8,13 +8,13 @@ the lowest y (as ``ImageGrid.to_image`` returns it); digit colours are fixed acr
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 # Ten distinguishable colours, one per digit, shared by every figure.
 DIGIT_COLOURS = (
@@ -184,11 +184,17 @@ def selection_to_index(fig: go.Figure, selection: Mapping | None) -> int | None:
 
 def png_data_uri(image) -> str:
     """A greyscale image in [0, 1] (row 0 at the top) as a PNG data URI (small, unlike a heatmap)."""
+    arr = (np.clip(_as_np(image).astype(np.float64), 0, 1) * 255).round().astype(np.uint8)
+    return _png_base64(arr.tobytes(), arr.shape)
+
+
+@functools.lru_cache(maxsize=32)
+def _png_base64(pixels: bytes, shape: tuple[int, int]) -> str:
+    """Encoded once per distinct picture: the manifold is redrawn on every rerun of its page, unchanged."""
     from PIL import Image
 
-    arr = (np.clip(_as_np(image).astype(np.float64), 0, 1) * 255).round().astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(arr, mode="L").save(buffer, format="PNG", optimize=True)
+    Image.frombytes("L", (shape[1], shape[0]), pixels).save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -294,18 +300,30 @@ def _ellipse(mu, sigma, colour: str, showlegend: bool) -> go.Scatter:
                       hoverinfo="skip", line=dict(color=colour, width=2))
 
 
-def _window_layout(fig: go.Figure, x_axis, y_axis, height: int) -> None:
-    """Both panels show exactly the grid's window, square, with the legend below."""
-    x_range, y_range = grid_extent(x_axis), grid_extent(y_axis)
-    for sx in ("", "2"):
-        fig.layout[f"xaxis{sx}"].update(range=list(x_range), constrain="domain", showgrid=False, zeroline=False)
-        fig.layout[f"yaxis{sx}"].update(range=list(y_range), scaleanchor=f"x{sx}", scaleratio=1, constrain="domain",
-                                        showgrid=False, zeroline=False)
-    fig.update_layout(
+PANEL_GAP = 0.14  # horizontal space between the two panels of a posterior figure, as a fraction of its width
+
+
+def _two_panel_figure(left: list, right: list, titles: tuple[str, str], x_axis, y_axis, height: int) -> go.Figure:
+    """Two square panels showing exactly the grid's window, titled, legend below: the layout make_subplots(1, 2)
+    would give, written as one dict so that the figure is validated once (about half the time: a K change
+    rebuilds one such figure per model)."""
+    x_range, y_range = list(grid_extent(x_axis)), list(grid_extent(y_axis))
+    width = (1 - PANEL_GAP) / 2
+    layout = dict(
         height=height, margin=dict(l=40, r=10, t=30, b=20), font=FONT, plot_bgcolor="white",
         legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.08, yanchor="top", font=dict(size=12)),
+        annotations=[],
     )
-    fig.update_annotations(font_size=13)
+    for sx, domain, title in (("", [0.0, width], titles[0]), ("2", [1 - width, 1.0], titles[1])):
+        layout[f"xaxis{sx}"] = dict(domain=domain, anchor=f"y{sx}", range=x_range, constrain="domain", showgrid=False,
+                                    zeroline=False)
+        layout[f"yaxis{sx}"] = dict(domain=[0.0, 1.0], anchor=f"x{sx}", range=y_range, scaleanchor=f"x{sx}",
+                                    scaleratio=1, constrain="domain", showgrid=False, zeroline=False)
+        layout["annotations"].append(dict(text=title, x=sum(domain) / 2, y=1.0, xref="paper", yref="paper",
+                                          xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=13)))
+    for trace in right:
+        trace.update(xaxis="x2", yaxis="y2")
+    return go.Figure(data=left + right, layout=layout)
 
 
 def posterior_figures(
@@ -322,68 +340,77 @@ def posterior_figures(
     span: float = DENSITY_SPAN,
     height: int = 360,
 ) -> tuple[go.Figure, go.Figure]:
-    """One window, four panels in two figures: (log q(z|x) | log p(z|x)), which does not depend on K, and
-    (log q_IW(z|x) at K | contours of all three), which does. Split so that a K change re-sends and redraws
-    only the second. One colour scale for the three heatmaps: [m - span, m] with m the highest of q and p
-    (fixed across K; q_IW above m, which Monte Carlo error can give, shows in the top colour).
+    """One window, four panels in two figures: ``posterior_fixed_figure`` (log q(z|x) | log p(z|x)), which does
+    not depend on K, and ``posterior_k_figure`` (log q_IW(z|x) at K | contours of all three), which does. Split so
+    that a K change rebuilds, re-sends and redraws only the second. One colour scale for the three heatmaps:
+    [m - span, m] with m the highest of q and p (fixed across K; q_IW above m, which Monte Carlo error can give,
+    shows in the top colour).
 
     log_* are (n_y, n_x) images; q draws go on the q panel, SIR draws on the q_IW panel. When q's standard
     deviations (``sigma``) are narrower than NARROW_CELLS grid cells, the grid cannot show q, so its exact
     2-sd ellipse is drawn on the q and contour panels instead of leaving them seemingly blank."""
+    return (posterior_fixed_figure(x_axis, y_axis, log_q, log_p, q_draws, mu, sigma, span, height),
+            posterior_k_figure(x_axis, y_axis, log_q, log_qiw, log_p, k, sir_draws, mu, sigma, span, height))
+
+
+def posterior_fixed_figure(x_axis, y_axis, log_q, log_p, q_draws=None, mu=None, sigma=None,
+                           span: float = DENSITY_SPAN, height: int = 360) -> go.Figure:
+    """(log q(z|x) with draws from q | log p(z|x)): the K-independent half of ``posterior_figures``."""
     x_axis, y_axis = _as_np(x_axis).astype(np.float32), _as_np(y_axis).astype(np.float32)
     zmin, zmax = shared_scale(log_q, log_p, span=span)
     unresolved = mu is not None and sigma is not None and q_unresolved(x_axis, sigma)
-
-    fixed = make_subplots(rows=1, cols=2, subplot_titles=("q(z|x): the encoder", "p(z|x): the true posterior"),
-                          horizontal_spacing=0.14)
-    fixed.add_trace(_density_heatmap("q", log_q, x_axis, y_axis, zmin, zmax, True), row=1, col=1)
-    fixed.add_trace(_density_heatmap("p", log_p, x_axis, y_axis, zmin, zmax, False), row=1, col=2)
+    left = [_density_heatmap("q", log_q, x_axis, y_axis, zmin, zmax, True)]
+    right = [_density_heatmap("p", log_p, x_axis, y_axis, zmin, zmax, False)]
     if q_draws is not None and len(q_draws):
         q_draws = _as_np(q_draws)
-        fixed.add_trace(go.Scatter(x=q_draws[:, 0], y=q_draws[:, 1], mode="markers", name="draws from q",
-                                   marker=dict(size=4, color="white", line=dict(width=0.5, color="black")),
-                                   hovertemplate="q draw (%{x:.3f}, %{y:.3f})<extra></extra>", meta="draws"),
-                        row=1, col=1)
+        left.append(go.Scatter(x=q_draws[:, 0], y=q_draws[:, 1], mode="markers", name="draws from q",
+                               marker=dict(size=4, color="white", line=dict(width=0.5, color="black")),
+                               hovertemplate="q draw (%{x:.3f}, %{y:.3f})<extra></extra>", meta="draws"))
     if unresolved:
-        fixed.add_trace(_ellipse(mu, sigma, "white", True), row=1, col=1)
+        left.append(_ellipse(mu, sigma, "white", True))
     if mu is not None:
-        for c in (1, 2):
-            fixed.add_trace(_mean_marker(mu, "white", c == 1), row=1, col=c)
-    _window_layout(fixed, x_axis, y_axis, height)
+        left.append(_mean_marker(mu, "white", True))
+        right.append(_mean_marker(mu, "white", False))
+    fixed = _two_panel_figure(left, right, ("q(z|x): the encoder", "p(z|x): the true posterior"), x_axis, y_axis,
+                              height)
+    return fixed
 
-    moving = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
-                           subplot_titles=(f"q<sub>IW</sub>(z|x) at K = {k}",
-                                           "contours: 1, 5, 9 nats below each max"))
-    moving.add_trace(_density_heatmap("q_iw", log_qiw, x_axis, y_axis, zmin, zmax, False), row=1, col=1)
+
+def posterior_k_figure(x_axis, y_axis, log_q, log_qiw, log_p, k: int, sir_draws=None, mu=None, sigma=None,
+                       span: float = DENSITY_SPAN, height: int = 360) -> go.Figure:
+    """(log q_IW(z|x) at K with SIR draws | contours of q, q_IW and p): the half of ``posterior_figures`` that
+    changes with K."""
+    x_axis, y_axis = _as_np(x_axis).astype(np.float32), _as_np(y_axis).astype(np.float32)
+    zmin, zmax = shared_scale(log_q, log_p, span=span)
+    unresolved = mu is not None and sigma is not None and q_unresolved(x_axis, sigma)
+    left = [_density_heatmap("q_iw", log_qiw, x_axis, y_axis, zmin, zmax, False)]
+    right = []
     step = max(1, len(x_axis) // CONTOUR_RESOLUTION)  # contours on every step-th point: lighter to send and draw
     for name, dens in (("q", log_q), ("q_iw", log_qiw), ("p", log_p)):
         d = _as_np(dens).astype(np.float64)
         top = float(np.nanmax(np.where(np.isfinite(d), d, -np.inf)))
         label = {"q": "q(z|x)", "q_iw": f"q_IW, K={k}", "p": "p(z|x)"}[name]
-        moving.add_trace(
-            go.Contour(
-                x=x_axis[::step], y=y_axis[::step], z=_clipped(d[::step, ::step], top - 30, top), name=label,
-                showlegend=True, showscale=False,
-                contours=dict(start=top - max(CONTOUR_LEVELS), end=top - min(CONTOUR_LEVELS),
-                              size=CONTOUR_LEVELS[1] - CONTOUR_LEVELS[0], coloring="lines"),
-                colorscale=[[0, CONTOUR_COLOURS[name]], [1, CONTOUR_COLOURS[name]]],
-                line=dict(width=2, dash="dot" if name == "q" else "solid"), hoverinfo="skip", meta="contour",
-            ),
-            row=1, col=2,
-        )
+        right.append(go.Contour(
+            x=x_axis[::step], y=y_axis[::step], z=_clipped(d[::step, ::step], top - 30, top), name=label,
+            showlegend=True, showscale=False,
+            contours=dict(start=top - max(CONTOUR_LEVELS), end=top - min(CONTOUR_LEVELS),
+                          size=CONTOUR_LEVELS[1] - CONTOUR_LEVELS[0], coloring="lines"),
+            colorscale=[[0, CONTOUR_COLOURS[name]], [1, CONTOUR_COLOURS[name]]],
+            line=dict(width=2, dash="dot" if name == "q" else "solid"), hoverinfo="skip", meta="contour",
+        ))
     if sir_draws is not None and len(sir_draws):
         sir_draws = _as_np(sir_draws)
-        moving.add_trace(go.Scatter(x=sir_draws[:, 0], y=sir_draws[:, 1], mode="markers", name=f"SIR draws, K={k}",
-                                    marker=dict(size=5, color="#ff3b3b", line=dict(width=0.5, color="white")),
-                                    hovertemplate="SIR draw (%{x:.3f}, %{y:.3f})<extra></extra>", meta="draws"),
-                         row=1, col=1)
+        left.append(go.Scatter(x=sir_draws[:, 0], y=sir_draws[:, 1], mode="markers", name=f"SIR draws, K={k}",
+                               marker=dict(size=5, color="#ff3b3b", line=dict(width=0.5, color="white")),
+                               hovertemplate="SIR draw (%{x:.3f}, %{y:.3f})<extra></extra>", meta="draws"))
     if unresolved:
-        moving.add_trace(_ellipse(mu, sigma, CONTOUR_COLOURS["q"], True), row=1, col=2)
+        right.append(_ellipse(mu, sigma, CONTOUR_COLOURS["q"], True))
     if mu is not None:
-        moving.add_trace(_mean_marker(mu, "white", False), row=1, col=1)
-        moving.add_trace(_mean_marker(mu, "black", True), row=1, col=2)
-    _window_layout(moving, x_axis, y_axis, height)
-    return fixed, moving
+        left.append(_mean_marker(mu, "white", False))
+        right.append(_mean_marker(mu, "black", True))
+    moving = _two_panel_figure(left, right, (f"q<sub>IW</sub>(z|x) at K = {k}",
+                                             "contours: 1, 5, 9 nats below each max"), x_axis, y_axis, height)
+    return moving
 
 
 NARROW_CELLS = 2.0  # q is "unresolved" when a standard deviation spans fewer grid cells than this

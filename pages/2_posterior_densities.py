@@ -47,11 +47,11 @@ for side, col, name, ckpt in shown:
             view = common.posterior_view(model, key, ref)
             qiw = common.qiw_view(model, key, ref, seed, k)
             sir_draws = common.sir_overlay(model, key, ref, seed, k)
-            q_draws = common.q_overlay(model, key, ref, seed)
             curve = common.image_curve(model, key, ref, seed)
-        fixed, moving = figures.posterior_figures(view["x_axis"], view["y_axis"], view["log_q"], qiw["log_qiw"],
-                                                  view["log_p"], k, q_draws=q_draws, sir_draws=sir_draws["z"],
-                                                  mu=view["mu"], sigma=view["sigma"])
+            fixed = common.posterior_fixed_figure(model, key, ref, seed)
+        moving = figures.posterior_k_figure(view["x_axis"], view["y_axis"], view["log_q"], qiw["log_qiw"],
+                                            view["log_p"], k, sir_draws=sir_draws["z"], mu=view["mu"],
+                                            sigma=view["sigma"])
         st.plotly_chart(fixed, key=f"posterior_{side}", config=common.PLOTLY_CONFIG)
         st.plotly_chart(moving, key=f"posterior_k_{side}", config=common.PLOTLY_CONFIG)
         if figures.q_unresolved(view["x_axis"], view["sigma"]):

@@ -11,11 +11,13 @@ No mathematics here: every number comes from iwae.latent / posterior / sir / cur
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import streamlit as st
 import torch
 
-from iwae import catalog, curves, image_ref, latent, posterior, quadrature, sir, testset
+from iwae import catalog, curves, figures, image_ref, latent, posterior, quadrature, sir, testset
 from iwae.catalog import Catalog, ViewState
 from iwae.checkpoints import Checkpoint
 from iwae.image_ref import ImageRef
@@ -28,6 +30,13 @@ N_RESAMPLE = 16
 SUBSET_CHOICES = (10, 20, 50, 100)
 DEFAULT_SUBSET = 50
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+# One torch thread per computation (override with IWAE_APP_THREADS). The browser usually shares the machine's cores
+# with the server, and torch's worker threads spinning against it made a K change on the Posteriors page take 0.6 s
+# instead of 0.37 s on two cores (bench/app_latency.py); concurrent sessions still run in parallel, one Streamlit
+# thread each.
+APP_THREADS_ENV = "IWAE_APP_THREADS"
+torch.set_num_threads(max(1, int(os.environ.get(APP_THREADS_ENV, "1"))))
 
 # ------------------------------------------------------------------------------------------------
 # Loading
@@ -478,6 +487,16 @@ def sir_overlay(_model, key: str, ref: ImageRef, seed: int, k: int) -> dict:
 @st.cache_data(max_entries=32, show_spinner=False)
 def q_overlay(_model, key: str, ref: ImageRef, seed: int) -> np.ndarray:
     return sir.q_samples(_model, image_x(ref), N_Q_OVERLAY, generator(seed, "q-overlay", ref)).numpy()
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def posterior_fixed_figure(_model, key: str, ref: ImageRef, seed: int):
+    """The (q | p) figure of the Posteriors page, built once per model, image and seed: a K change then builds
+    only the K figure (each costs ~20 ms of plotly validation). Shared read-only: st.plotly_chart copies it."""
+    view = posterior_view(_model, key, ref)
+    return figures.posterior_fixed_figure(view["x_axis"], view["y_axis"], view["log_q"], view["log_p"],
+                                          q_draws=q_overlay(_model, key, ref, seed), mu=view["mu"],
+                                          sigma=view["sigma"])
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -20,7 +20,15 @@ from iwae.model import VAE, ModelConfig  # noqa: E402
 
 # One thread: this machine has 2 cores shared with long training jobs, and two threads contending with them make small
 # models ~5-50x slower. Also makes every in-process run bit-for-bit reproducible. Override with IWAE_TEST_THREADS.
-torch.set_num_threads(int(os.environ.get("IWAE_TEST_THREADS", "1")))
+TEST_THREADS = int(os.environ.get("IWAE_TEST_THREADS", "1"))
+torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _test_threads():
+    """AppTest runs the app in this process, and the app sets torch's thread count: restore it for the next test."""
+    yield
+    torch.set_num_threads(TEST_THREADS)
 
 # The MNIST files: $IWAE_DATA_DIR, else ../shared/data/mnist beside the repository (as on CI).
 MNIST_DIR = Path(os.environ.get("IWAE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")

@@ -196,7 +196,7 @@ def start_streamlit(port: int, checkpoints: Path, threads: int | str | None, log
     """``streamlit run app.py`` on 127.0.0.1:port over a checkpoint folder, output to ``log`` (also used by bench/)."""
     env = os.environ | {"IWAE_CHECKPOINT_DIR": str(checkpoints)}
     if threads:
-        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "IWAE_APP_THREADS": str(threads)}
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
                "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false"]
