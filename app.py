@@ -15,10 +15,26 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+st.set_page_config(page_title="IWAE visual explorer", page_icon=":material/search:", layout="wide")
+
+# A session's first run: send an empty, 10-pixel (plotly's least) WebGL chart before importing torch (~1.4 s), so
+# that the browser fetches and compiles plotly.js and sets up WebGL while the server imports, instead of after the
+# first real chart arrives (the first chart of a cold start then appears ~1.7 s sooner: bench/app_latency.py).
+# Removed once the imports are done.
+_warm_up = st.empty() if "_browser_warmed" not in st.session_state else None
+if _warm_up is not None:
+    st.session_state["_browser_warmed"] = True
+    _warm_up.plotly_chart({"data": [{"type": "scattergl", "x": [], "y": []}],
+                           "layout": {"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+                                      "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+                                      "xaxis": {"visible": False}, "yaxis": {"visible": False}}},
+                          config={"staticPlot": True, "displayModeBar": False}, key="_browser_warm_up")
+
 from iwae import catalog, testset  # noqa: E402
 from pages import common  # noqa: E402
 
-st.set_page_config(page_title="IWAE visual explorer", page_icon=":material/search:", layout="wide")
+if _warm_up is not None:
+    _warm_up.empty()
 
 # url_path differs from the name Streamlit's legacy pages/ handling derives from each file name (see
 # common.page_frame): a deep link then always runs through this entrypoint, sidebar included.

@@ -100,8 +100,10 @@ IMAGE_SHOWN = """
   return input && input.value === String(index) && performance.now() - window.__t0;
 }
 """
+# A drawn chart with data (app.py's empty warm-up chart does not count).
 FIRST_CHART = ("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
-               ".some(gd => gd._fullData && gd._fullData.length && gd.querySelector('.main-svg'))")
+               ".some(gd => gd._fullData && gd._fullData.some(t => (t.x && t.x.length) || (t.z && t.z.length))"
+               " && gd.querySelector('.main-svg'))")
 # The end of the run started after __t0: its notRunning time, in ms since __t0.
 RUN_DONE = """
 n => window.__st.runs > n && window.__st.state === 'notRunning' && window.__st.idleAt - window.__t0
