@@ -17,18 +17,9 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="IWAE visual explorer", page_icon=":material/search:", layout="wide")
 
-# A session's first run: send an empty, 10-pixel (plotly's least) WebGL chart before importing torch (~1.4 s), so
-# that the browser fetches and compiles plotly.js and sets up WebGL while the server imports, instead of after the
-# first real chart arrives (the first chart of a cold start then appears ~1.7 s sooner: bench/app_latency.py).
-# Removed once the imports are done.
-_warm_up = st.empty() if "_browser_warmed" not in st.session_state else None
-if _warm_up is not None:
-    st.session_state["_browser_warmed"] = True
-    _warm_up.plotly_chart({"data": [{"type": "scattergl", "x": [], "y": []}],
-                           "layout": {"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
-                                      "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
-                                      "xaxis": {"visible": False}, "yaxis": {"visible": False}}},
-                          config={"staticPlot": True, "displayModeBar": False}, key="_browser_warm_up")
+from pages import boot  # noqa: E402  (imports Streamlit only)
+
+_warm_up = boot.warm_up_browser()  # before the torch import below
 
 from iwae import catalog, testset  # noqa: E402
 from pages import common  # noqa: E402
@@ -36,17 +27,17 @@ from pages import common  # noqa: E402
 if _warm_up is not None:
     _warm_up.empty()
 
-# url_path differs from the name Streamlit's legacy pages/ handling derives from each file name (see
-# common.page_frame): a deep link then always runs through this entrypoint, sidebar included.
+# url_path equals the name Streamlit's legacy pages/ handling derives from each file name, so that a fresh
+# server's first run of a deep link finds the page (no "Page not found") and boot.leave_legacy_run reruns it here.
 PAGES = {
     key: st.Page(path, title=title, icon=icon, url_path=key)
     for key, path, title, icon in (
-        ("latent", "pages/1_latent_space.py", "Latent space", ":material/scatter_plot:"),
-        ("posteriors", "pages/2_posterior_densities.py", "Posteriors", ":material/blur_on:"),
-        ("resampling", "pages/3_sir_resampling.py", "Resampling", ":material/casino:"),
-        ("bounds", "pages/4_bounds_comparison.py", "Bounds and comparison", ":material/show_chart:"),
-        ("toy", "pages/5_toy_targets.py", "Toy targets", ":material/blur_circular:"),
-        ("digit", "pages/6_your_digit.py", "Your own digit", ":material/draw:"),
+        ("latent", "pages/latent.py", "Latent space", ":material/scatter_plot:"),
+        ("posteriors", "pages/posteriors.py", "Posteriors", ":material/blur_on:"),
+        ("resampling", "pages/resampling.py", "Resampling", ":material/casino:"),
+        ("bounds", "pages/bounds.py", "Bounds and comparison", ":material/show_chart:"),
+        ("toy", "pages/toy.py", "Toy targets", ":material/blur_circular:"),
+        ("digit", "pages/digit.py", "Your own digit", ":material/draw:"),
     )
 }
 

@@ -21,6 +21,7 @@ from iwae import catalog, curves, figures, image_ref, latent, posterior, quadrat
 from iwae.catalog import Catalog, ViewState
 from iwae.checkpoints import Checkpoint
 from iwae.image_ref import ImageRef
+from pages import boot
 
 N_SIR_OVERLAY = 100  # SIR draws overlaid on the posterior plots
 N_Q_OVERLAY = 100
@@ -238,7 +239,7 @@ def _model_label(cat: Catalog, name: str) -> str:
     return f"{name} ({catalog.describe(ckpt.metadata)})" if ckpt else name
 
 
-FRAME_FLAG = "_frame_active"  # True in session state while app.py runs a page inside its frame
+FRAME_FLAG = boot.FRAME_FLAG
 ENTRYPOINT_PAGE = "_entrypoint_page"  # title of the page app.py framed in its latest run
 
 
@@ -261,9 +262,9 @@ def frame() -> tuple[Catalog, ViewState] | None:
 
 
 def page_frame() -> tuple[Catalog, ViewState]:
-    """Start of every page: the frame app.py drew, or the same frame drawn here when Streamlit ran the
-    page file without its entrypoint (legacy pages/ handling on a fresh server's first run of a deep
-    link). Stops the page when nothing can be shown."""
+    """Start of every page: the frame app.py drew, or the same frame drawn here when the page file runs on its
+    own (see boot.leave_legacy_run for how a fresh server's deep link is sent through app.py). Stops the page
+    when nothing can be shown."""
     if st.session_state.get(FRAME_FLAG):
         return load_catalog(), view_state()
     result = frame()

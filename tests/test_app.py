@@ -24,16 +24,16 @@ from iwae.model import VAE, ModelConfig
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
 PAGES = {
-    "pages/1_latent_space.py": "Latent space",
-    "pages/2_posterior_densities.py": "Posteriors",
-    "pages/3_sir_resampling.py": "Resampling",
-    "pages/4_bounds_comparison.py": "Bounds and comparison",
-    "pages/5_toy_targets.py": "Toy targets",
-    "pages/6_your_digit.py": "Your own digit",
+    "pages/latent.py": "Latent space",
+    "pages/posteriors.py": "Posteriors",
+    "pages/resampling.py": "Resampling",
+    "pages/bounds.py": "Bounds and comparison",
+    "pages/toy.py": "Toy targets",
+    "pages/digit.py": "Your own digit",
 }
 NAV_TITLES = PAGES  # the navigation titles are the pages' own titles
 CORE_PAGES = list(PAGES)[:4]  # the pages about the chosen test image, both models side by side
-MODEL_PAGES = [p for p in PAGES if p != "pages/5_toy_targets.py"]  # the toy page shows no trained model
+MODEL_PAGES = [p for p in PAGES if p != "pages/toy.py"]  # the toy page shows no trained model
 ENTRYPOINT_PAGE = "_entrypoint_page"
 SIDEBAR_WIDGETS = {
     "selectbox": {"model_a", "model_b", "digit"},
@@ -174,16 +174,16 @@ def test_every_page_inside_the_frame_with_both_models(app):
     for page in CORE_PAGES:
         _open(at, page)
         charts[page] = len(at.get("plotly_chart"))
-        if page == "pages/1_latent_space.py":  # the scatter as sent: every test image, by digit
+        if page == "pages/latent.py":  # the scatter as sent: every test image, by digit
             scatter = _chart_specs(at)[0]
             digits = [t for t in scatter["data"] if t.get("meta") == "digit"]
             assert len(digits) == 10 and sum(len(t["x"]) for t in digits) == 10_000
         assert any("vae-k1" == h.value for h in at.subheader) and any("iwae-k50" == h.value for h in at.subheader)
     assert charts == {
-        "pages/1_latent_space.py": 4,  # scatter + manifold per model
-        "pages/2_posterior_densities.py": 4,  # (q | p) and (q_IW | contours) per model
-        "pages/3_sir_resampling.py": 0,  # images only
-        "pages/4_bounds_comparison.py": 6,  # image curve, subset curve, training curve per model
+        "pages/latent.py": 4,  # scatter + manifold per model
+        "pages/posteriors.py": 4,  # (q | p) and (q_IW | contours) per model
+        "pages/resampling.py": 0,  # images only
+        "pages/bounds.py": 6,  # image curve, subset curve, training curve per model
     }
     # the sidebar keeps its values across pages
     assert at.sidebar.number_input(key="image").value == 7
@@ -200,14 +200,14 @@ def test_every_page_inside_the_frame_with_both_models(app):
 @pytest.mark.parametrize("k", [1, 5000])
 def test_posteriors_and_resampling_at_the_slider_extremes(app, k):
     at = app({"image": "3"})
-    _open(at, "pages/2_posterior_densities.py")
+    _open(at, "pages/posteriors.py")
     at.sidebar.select_slider(key="K").set_value(k).run()
     _assert_frame(at)
     text = _markdown(at)
     assert f"K = {k}" in text and "∫ q_IW dz" in text and "TV(q_IW, p)" in text and "KL(p ‖ q_IW)" in text
     _assert_posterior_charts_not_blank(at)
     assert at.query_params["k"] == str(k)
-    _open(at, "pages/3_sir_resampling.py")
+    _open(at, "pages/resampling.py")
     assert len(at.get("image")) == 1 + 2 * 4  # input; per model q tiles, SIR tiles, two mean images
     assert "Effective sample size" in _markdown(at)
     at.button(key="new_draws").click().run()
@@ -238,16 +238,16 @@ def test_q_and_p_that_do_not_overlap(far_model_dir, monkeypatch, k):
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.query_params.update({"k": str(k)})
     at.run()
-    _open(at, "pages/2_posterior_densities.py")
+    _open(at, "pages/posteriors.py")
     _assert_posterior_charts_not_blank(at)
     assert "| TV(q, p) | 1.0000 |" in _markdown(at)
-    _open(at, "pages/3_sir_resampling.py")
-    _open(at, "pages/1_latent_space.py")
+    _open(at, "pages/resampling.py")
+    _open(at, "pages/latent.py")
 
 
 def test_changing_the_image_updates_pages_and_url(app):
     at = app()
-    _open(at, "pages/2_posterior_densities.py")
+    _open(at, "pages/posteriors.py")
     at.sidebar.number_input(key="image").set_value(123).run()
     _assert_frame(at)
     assert "#123" in _markdown(at)
@@ -256,7 +256,7 @@ def test_changing_the_image_updates_pages_and_url(app):
     assert at.sidebar.number_input(key="image").value == 124
     at.sidebar.button(key="prev_image").click().run()
     assert at.sidebar.number_input(key="image").value == 123
-    _open(at, "pages/1_latent_space.py")
+    _open(at, "pages/latent.py")
     assert at.sidebar.number_input(key="image").value == 123  # kept across pages
     at.number_input(key="z1").set_value(1.5).run()  # decode a typed-in z
     _assert_frame(at)
@@ -265,7 +265,7 @@ def test_changing_the_image_updates_pages_and_url(app):
 def test_every_digit_filter(app):
     _, labels = testset.load()
     at = app()
-    _open(at, "pages/1_latent_space.py")
+    _open(at, "pages/latent.py")
     for d in catalog.DIGIT_CHOICES:
         at.sidebar.selectbox(key="digit").set_value(d).run()
         _assert_frame(at)
@@ -298,13 +298,13 @@ def test_invalid_url_values_fall_back_with_warnings(app):
     assert at.sidebar.number_input(key="image").value == 0
     assert at.sidebar.select_slider(key="K").value == catalog.DEFAULT_K
     assert at.query_params["image"] == "0"  # the URL is rewritten with valid values
-    _open(at, "pages/2_posterior_densities.py")
+    _open(at, "pages/posteriors.py")
     assert not at.warning  # said once
 
 
 def test_mathematics_toggle_opens_the_expanders(app):
     at = app()
-    _open(at, "pages/2_posterior_densities.py")
+    _open(at, "pages/posteriors.py")
     assert len(at.latex) >= 3  # formulas are there (in a closed expander)
     assert at.expander[0].proto.expanded is False
     at.sidebar.toggle(key="show_math").set_value(True).run()
@@ -319,7 +319,7 @@ def test_no_checkpoints_explains_what_is_missing(tmp_path, monkeypatch):
     commands = "\n".join(c.value for c in at.code)
     assert "python -m iwae.train --objective iwae --k 50 --out checkpoints/iwae-k50.safetensors" in commands
     assert "python -m iwae.evaluate" in commands
-    at.switch_page("pages/2_posterior_densities.py").run()  # a deep link explains the same
+    at.switch_page("pages/posteriors.py").run()  # a deep link explains the same
     assert not at.exception
     assert "No usable model checkpoint" in at.error[0].value
 
@@ -327,7 +327,7 @@ def test_no_checkpoints_explains_what_is_missing(tmp_path, monkeypatch):
 def test_toy_targets_page_fits_live_and_changes_with_k(app):
     """The toy page through app.py: both fits, the five-panel figure; another target and K rerun cleanly."""
     at = app({"k": "5"})
-    _open(at, "pages/5_toy_targets.py")
+    _open(at, "pages/toy.py")
     assert len(at.get("plotly_chart")) == 2  # the densities and the fits' traces
     heatmaps = [t for t in _chart_specs(at)[0]["data"] if t["type"] == "heatmap"]
     assert len(heatmaps) == 5 and all(np.isfinite(np.asarray(t["z"], dtype=float)).all() for t in heatmaps)
@@ -346,7 +346,7 @@ def test_bounds_page_shows_the_gradient_snr_file_or_says_what_is_wrong(model_dir
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.session_state["bounds_subset"] = 10
     at.run()
-    _open(at, "pages/4_bounds_comparison.py")
+    _open(at, "pages/bounds.py")
     specs = _chart_specs(at)
     assert len(specs) == 7  # six per-model charts, then the SNR figure
     snr_spec = specs[-1]
@@ -371,7 +371,7 @@ def test_own_digit_on_every_page_then_back_to_the_test_image(app):
     images, _ = testset.load()
     code = image_ref.encode_digit(images[3].numpy())
     reference = app({"image": "3", "k": "5"})
-    _open(reference, "pages/2_posterior_densities.py")
+    _open(reference, "pages/posteriors.py")
     at = app({"x": code, "image": "8", "k": "5"})
     at.session_state["bounds_subset"] = 10
     for page in MODEL_PAGES:
@@ -379,7 +379,7 @@ def test_own_digit_on_every_page_then_back_to_the_test_image(app):
         text = _markdown(at) + "\n".join(c.value for c in at.caption)
         assert "your own digit" in text.lower(), page
         assert "#8" not in _markdown(at), page  # the test image is not what is shown
-        if page == "pages/2_posterior_densities.py":
+        if page == "pages/posteriors.py":
             _assert_posterior_charts_not_blank(at)
             assert _number(at, "log p(x)") == _number(reference, "log p(x)") and len(_number(at, "log p(x)")) == 2
             assert _number(at, "TV(q, p)") == _number(reference, "TV(q, p)")  # exact on the grid, no sampling
@@ -394,7 +394,7 @@ def test_own_digit_on_every_page_then_back_to_the_test_image(app):
 def test_choosing_a_test_image_leaves_the_own_digit(app):
     code = image_ref.encode_digit(np.eye(28, dtype=np.float32).reshape(-1))
     at = app({"x": code, "image": "8"})
-    _open(at, "pages/3_sir_resampling.py")
+    _open(at, "pages/resampling.py")
     at.sidebar.button(key="next_image").click().run()
     _assert_frame(at)
     assert "x" not in at.query_params and at.query_params["image"] == "9" and "#9" in _markdown(at)
@@ -402,7 +402,7 @@ def test_choosing_a_test_image_leaves_the_own_digit(app):
 
 def test_digit_page_without_a_digit_says_so(app):
     at = app({"image": "5"})
-    _open(at, "pages/6_your_digit.py")
+    _open(at, "pages/digit.py")
     assert any("No digit of yours yet" in i.value and "#5" in i.value for i in at.info)
     assert at.button(key="use_drawing") is not None
 
@@ -410,7 +410,7 @@ def test_digit_page_without_a_digit_says_so(app):
 def test_digit_page_with_a_digit_shows_both_models(app):
     images, _ = testset.load()
     at = app({"x": image_ref.encode_digit(images[0].numpy())})
-    _open(at, "pages/6_your_digit.py")
+    _open(at, "pages/digit.py")
     values = _number(at, "log p(x)")
     assert len(values) == 2 and all(float(v) < 0 for v in values)
     elbo = [float(v) for v in _number(at, "ELBO = L₁")]
@@ -469,7 +469,7 @@ def test_every_kind_of_bad_checkpoint_is_reported_and_the_other_model_works(mode
     warnings = [w.value for w in at.warning if "vae-k1" in w.value and "could not be loaded" in w.value]
     assert len(warnings) == 1 and phrase in warnings[0], (kind, [w.value for w in at.warning])
     assert [o.split(" ")[0] for o in at.sidebar.selectbox(key="model_a").options] == ["iwae-k50"]
-    _open(at, "pages/2_posterior_densities.py")
+    _open(at, "pages/posteriors.py")
     _assert_posterior_charts_not_blank(at)
     assert not marker.exists(), "a checkpoint file was unpickled"
 
@@ -482,7 +482,7 @@ def test_one_corrupt_checkpoint_is_reported_and_the_others_work(model_dir, tmp_p
     _assert_frame(at)
     assert any("vae-k1" in w.value and "could not be loaded" in w.value for w in at.warning)
     assert [o.split(" ")[0] for o in at.sidebar.selectbox(key="model_a").options] == ["iwae-k50"]
-    _open(at, "pages/2_posterior_densities.py")
+    _open(at, "pages/posteriors.py")
     assert len(at.get("plotly_chart")) == 4  # the good model, in both columns
     assert any("vae-k1" in w.value for w in at.warning)
 
@@ -562,7 +562,7 @@ def test_train_command_and_stable_seed():
 def test_a_page_file_run_without_the_entrypoint_draws_the_frame(app, model_dir):
     """Streamlit's legacy pages/ handling may run a page file directly (a fresh server's first run of a
     deep link whose path matches a file name): the page then draws the sidebar itself."""
-    at = AppTest.from_file(str(ROOT / "pages" / "2_posterior_densities.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "pages" / "posteriors.py"), default_timeout=60).run()
     _assert_frame(at)
     assert [t.value for t in at.title] == ["Posteriors"]
     assert ENTRYPOINT_PAGE not in at.session_state

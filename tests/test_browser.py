@@ -448,10 +448,9 @@ def test_first_session_opened_with_state(browser):
     assert query(page).get("image") == "3"
 
 
-@pytest.mark.xfail(reason="app bug: the first session of a fresh server opened at a page's URL shows Streamlit's "
-                          "'Page not found' dialog (the legacy pages/ folder lookup runs before st.navigation); the "
-                          "page itself is right. Renaming pages/ (e.g. to views/) fixes it.", strict=False)
 def test_first_deep_link_without_page_not_found(browser):
+    """The browser's first link, to a page of the freshly started server, shows no "Page not found" dialog (the
+    legacy pages/ folder lookup runs first; see common.page_frame)."""
     assert browser.first_dialogs == []
 
 

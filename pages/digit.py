@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas
 
-from iwae import digit_image, figures
-from pages import common
+from pages import boot
+
+boot.leave_legacy_run()  # before the torch import below
+
+from streamlit_drawable_canvas import st_canvas  # noqa: E402
+
+from iwae import digit_image, figures  # noqa: E402
+from pages import common  # noqa: E402
 
 cat, state = common.page_frame()
 _, labels = common.test_set()

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from iwae import catalog, figures
-from pages import common
+from pages import boot
+
+boot.leave_legacy_run()  # before the torch import below
+
+from iwae import catalog, figures  # noqa: E402
+from pages import common  # noqa: E402
 
 cat, state = common.page_frame()
 _, labels = common.test_set()

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from iwae import toy, toy_figures
-from pages import common
+from pages import boot
+
+boot.leave_legacy_run()  # before the torch import below
+
+from iwae import toy, toy_figures  # noqa: E402
+from pages import common  # noqa: E402
 
 PROGRESS_EVERY = 25  # Adam steps between progress-bar updates
 

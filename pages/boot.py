@@ -1,0 +1,48 @@
+"""The first lines of app.py and of every page: only Streamlit is imported here, so both run before the
+torch import (~1.4 s) that pages/common.py and iwae/ bring. Not a page (app.py's navigation does not list it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+FRAME_FLAG = "_frame_active"  # True in session state while app.py runs a page inside its frame
+_WARMED = "_browser_warmed"
+
+
+def leave_legacy_run() -> None:
+    """A fresh server's first run of a deep link (say /latent) goes through Streamlit's legacy handling of a
+    folder named pages/: it finds pages/latent.py by its file name and runs it without app.py, and only
+    st.navigation (in app.py) turns that handling off. Turn it off here and rerun the same URL path (the same
+    page hash) through app.py: no "Page not found" dialog, and the sidebar app.py draws. Every session that
+    opened before the handling was off takes this path once. Does nothing when app.py runs the page, or when
+    the page file itself is the script being run."""
+    if st.session_state.get(FRAME_FLAG):
+        return
+    ctx = get_script_run_ctx()
+    if ctx is None or Path(ctx.main_script_path).resolve() != APP:
+        return
+    PagesManager.uses_pages_directory = False  # what st.navigation sets (Streamlit 1.67)
+    st.rerun()
+
+
+def warm_up_browser():
+    """On a session's first run, send an empty, 10-pixel (plotly's least) WebGL chart before the torch import, so
+    that the browser fetches and compiles plotly.js and sets up WebGL while the server imports, instead of after
+    the first real chart arrives (a cold start's first chart then appears ~1.7 s sooner: bench/app_latency.py).
+    Returns the placeholder to clear once the imports are done (None after the first run)."""
+    if _WARMED in st.session_state:
+        return None
+    st.session_state[_WARMED] = True
+    placeholder = st.empty()
+    placeholder.plotly_chart({"data": [{"type": "scattergl", "x": [], "y": []}],
+                              "layout": {"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+                                         "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+                                         "xaxis": {"visible": False}, "yaxis": {"visible": False}}},
+                             config={"staticPlot": True, "displayModeBar": False}, key="_browser_warm_up")
+    return placeholder
