@@ -1,6 +1,6 @@
 """End-to-end latency of the explorer in a real browser (Playwright + Debian chromium), against its targets.
 
-    python bench/app_latency.py [--repeats 1] [--port PORT] [--k-changes 8] [--clicks 5] [--threads N]
+    python bench/app_latency.py [--repeats 3] [--port PORT] [--k-changes 8] [--clicks 5] [--threads N]
                                 [--no-apptest] [--json PATH]
 
 Each repeat starts a fresh ``streamlit run app.py`` (same command line and checkpoint snapshot as
@@ -286,7 +286,7 @@ def apptest_k_changes(checkpoints: Path, threads: int | None) -> list[dict]:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
     at.run()
-    at.switch_page("pages/2_posterior_densities.py").run()
+    at.switch_page("pages/posteriors.py").run()
     assert not at.exception, [e.value for e in at.exception]
     out = []
     i = K_CHOICES.index(at.select_slider(key="K").value)
@@ -301,7 +301,7 @@ def apptest_k_changes(checkpoints: Path, threads: int | None) -> list[dict]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=1, help="fresh servers (cold starts), each with all measures")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh servers (cold starts), each with all measures")
     parser.add_argument("--port", type=int, default=None, help="server port (default: a free one)")
     parser.add_argument("--k-changes", type=int, default=8)
     parser.add_argument("--clicks", type=int, default=5)
