@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.run_all import bench_row, write_rows  # noqa: E402
 from iwae.bounds import iwae_bound, training_loss  # noqa: E402
 from iwae.model import LOG_2PI, VAE, ModelConfig, bernoulli_log_likelihood, standard_normal_log_density  # noqa: E402
+from iwae.train import keep_freed_memory  # noqa: E402
 
 BATCH, K = 100, 50
 BENCHMARK = "training throughput"
@@ -143,6 +144,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    allocator = "glibc keeps freed memory, as python -m iwae.train sets" if keep_freed_memory() else "default allocator"
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     config = ModelConfig()
@@ -185,7 +187,7 @@ def main(argv=None) -> int:
         f"IWAE training throughput: k={K}, batch {BATCH}, {config.input_dim}-{config.hidden_dim}-"
         f"{config.hidden_dim}-{config.latent_dim} tanh, Adam; torch {torch.__version__}, "
         f"{torch.get_num_threads()} thread(s); median of {args.repeats} interleaved rounds of "
-        f"{args.inner} calls, after {args.warmup} warm-up"
+        f"{args.inner} calls, after {args.warmup} warm-up; {allocator}"
     )
     print(f"(same-sample check: -L_K {a.item():.4f}, naive vectorized {b.item():.4f}, naive loop {c.item():.4f})")
     print()
