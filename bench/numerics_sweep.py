@@ -202,7 +202,7 @@ def all_images_big_k(args, images: torch.Tensor) -> int:
     if state.get("key") != key:
         state = {"key": key, "done": {}, "rows": [], "seconds": 0.0}
     tally = Tally.from_json(state["rows"])
-    for name in args.models:
+    for name in [] if args.report_only else args.models:
         model = load_checkpoint(ROOT / "checkpoints" / f"{name}.safetensors").model.eval()
         grid = quadrature.global_grid(model)
         start = state["done"].get(name, 0)
@@ -221,9 +221,11 @@ def all_images_big_k(args, images: torch.Tensor) -> int:
         bar.close()
     lines = [f"# numerics sweep, part 3, {datetime.datetime.now():%Y-%m-%d %H:%M}: `python bench/numerics_sweep.py "
              f"{' '.join(sys.argv[1:])}`", "",
-             f"Every one of the {len(images):,} test images, per model, at K = 1 and K = {args.big_k:,} (K = 0: the "
-             "per-image grid, independent of K). K draws: from q discretized on the image's 128 x 128 display grid.",
-             f"{state['seconds']:.0f} s of computation in all ({torch.get_num_threads()} thread(s)).", "",
+             f"Test images in order, per model, at K = 1 and K = {args.big_k:,} (K = 0: the per-image grid, "
+             "independent of K). K draws: from q discretized on the image's 128 x 128 display grid.",
+             "Images done per model: " + ", ".join(f"{m} {state['done'].get(m, 0):,} of {len(images):,}"
+                                                   for m in args.models) + ".",
+             f"{state['seconds']:.0f} s of computation in all.", "",
              *tally.table(), "", f"{tally.total:,} values checked, {tally.bad} not finite."]
     text = "\n".join(lines)
     print(text)
@@ -247,6 +249,8 @@ def main() -> int:
     p.add_argument("--state", type=Path, default=ROOT / "bench" / "results" / "numerics-all-images-state.json",
                    help="part 3's progress file (resumed when the arguments match)")
     p.add_argument("--chunk", type=int, default=100, help="part 3: images between saves of the progress file")
+    p.add_argument("--report-only", action="store_true",
+                   help="part 3: write the report of the progress saved so far, computing nothing")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     all_images, labels = testset.load()
