@@ -107,9 +107,12 @@ def test_dreg_encoder_snr_beats_the_standard_one_at_large_k(trained_digits_model
     dreg = _moments(trained_digits_model, x8, "dreg", k, m, 20).summary()["encoder"]
     assert dreg["median"] > 3 * standard["median"]  # measured 5-20x over three seeds
     assert dreg["mean"] > 3 * standard["mean"]
-    # and the standard encoder's SNR fell from K = 1 (Rainforth et al.: like 1/sqrt(K))
+    # and the standard encoder's SNR falls with K (Rainforth et al.: like 1/sqrt(K) once K is large). On this small
+    # digits model it is flat up to K ~ 300 and clearly lower at K = 1000: 0.68-0.76 of its K = 1 value over three
+    # seeds (the shipped MNIST study, checkpoints/gradient-snr.json, falls from 0.24 to 0.04).
     at1 = _moments(trained_digits_model, x8, "standard", 1, m, 21).summary()["encoder"]
-    assert standard["median"] < 0.5 * at1["median"]
+    at1000 = _moments(trained_digits_model, x8, "standard", 1000, m, 22).summary()["encoder"]
+    assert at1000["median"] < 0.85 * at1["median"]
 
 
 def _biased_dreg_loss(model, x, objective, k, estimator, generator):
