@@ -12,7 +12,7 @@ over the first ``--images`` binarized test images, each timed ``--repeats`` time
   when the grid resolves q) on the 128 x 128 grid for K in 1, 10, 100, 1000, 5000, grid and pool given, target
   100 ms; and the pool-based ``posterior.log_q_iw`` at K = 10 and 5000;
 - SIR: 16 reconstructions, ``sir.sir_sample(K, n_draws=16)`` plus ``latent.decode_means`` of the 16 draws, for
-  K = 1000 and 5000, independent and shared mode, target 100 ms;
+  K = 1000 and 5000, independent and shared mode, target 100 ms up to K = 1000 (K = 5000: timed, no target);
 - latent means: ``latent.latent_means`` of all 10,000 test images (once per repeat), target 2 s;
 - global grid: ``quadrature.global_grid`` (once per model and session in the app; once per repeat here), no target.
 ``--profile OPERATION`` (a row name, e.g. ``grid`` or ``"SIR K=5000"``) then runs that operation under
@@ -44,6 +44,7 @@ from iwae.latent import decode_means, latent_means  # noqa: E402
 QIW_KS = (1, 10, 100, 1000, 5000)
 SIR_CASES = ((1000, False), (5000, False), (1000, True), (5000, True))
 N_RECONSTRUCTIONS = 16
+SIR_TARGET_MAX_K = 1000  # "16 SIR reconstructions at K up to 1000: at most 100 ms"; K = 5000 is timed, no target
 BENCHMARK = "posterior computations"
 
 
@@ -112,7 +113,8 @@ def operations(model, grid, x_all, images: list[int]):
         return decode_means(model, draws.z)
 
     for k, shared in SIR_CASES:
-        ops[sir_name(k, shared)] = (100.0, [lambda i=i, k=k, s=shared: reconstructions(i, k, s) for i in images])
+        target = 100.0 if k <= SIR_TARGET_MAX_K else None  # the target is for K up to 1000
+        ops[sir_name(k, shared)] = (target, [lambda i=i, k=k, s=shared: reconstructions(i, k, s) for i in images])
     ops["latent means (10,000)"] = (2000.0, [lambda: latent_means(model, x_all)])
     ops["global grid"] = (None, [lambda: quad.global_grid(model)])
     return ops
