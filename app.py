@@ -17,7 +17,7 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="IWAE visual explorer", page_icon=":material/search:", layout="wide")
 
-from pages import boot  # noqa: E402  (imports Streamlit only)
+from pages import boot  # noqa: E402  (imports no torch)
 
 _warm_up = boot.warm_up_browser()  # before the torch import below
 

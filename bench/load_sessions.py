@@ -381,7 +381,8 @@ async def run_count(n: int, args, browser, checkpoints: Path, log: Path) -> dict
     latencies = [x for r in results for x in r.latencies]
     errors = [f"session {r.sid}: {e}" for r in results for e in r.errors]
     if "Traceback" in text:
-        errors.append(f"server log: {text.count('Traceback')} traceback(s)")
+        first = text[text.index("Traceback"):][:3000]
+        errors.append(f"server log: {text.count('Traceback')} traceback(s); the first:\n{first}")
     kinds: dict[str, int] = {}
     for r in results:
         for key, v in r.kinds.items():

@@ -1,11 +1,17 @@
-"""The first lines of app.py and of every page: only Streamlit is imported here, so both run before the
-torch import (~1.4 s) that pages/common.py and iwae/ bring. Not a page (app.py's navigation does not list it).
-"""
+"""The first lines of app.py and of every page: only Streamlit, plotly and pandas are imported here, so both run
+before the torch import (~1.4 s) that pages/common.py and iwae/ bring. Not a page (app.py's navigation does not
+list it)."""
 
 from __future__ import annotations
 
+import runpy
 from pathlib import Path
 
+# Imported whole here, under this module's import lock, before any session builds a plotly figure: plotly's
+# validators look pandas up in sys.modules without importing it, and 20 sessions opened at once on a fresh server
+# found it half-imported by another session's thread (AttributeError; bench/load_sessions.py).
+import pandas  # noqa: F401
+import plotly.graph_objects as go
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
@@ -18,17 +24,19 @@ _WARMED = "_browser_warmed"
 def leave_legacy_run() -> None:
     """A fresh server's first run of a deep link (say /latent) goes through Streamlit's legacy handling of a
     folder named pages/: it finds pages/latent.py by its file name and runs it without app.py, and only
-    st.navigation (in app.py) turns that handling off. Turn it off here and rerun the same URL path (the same
-    page hash) through app.py: no "Page not found" dialog, and the sidebar app.py draws. Every session that
-    opened before the handling was off takes this path once. Does nothing when app.py runs the page, or when
-    the page file itself is the script being run."""
+    st.navigation (in app.py) turns that handling off. Turn it off here, run app.py in this same run (its
+    st.navigation finds the page by its URL path and runs it inside the frame, as it does for the home page on
+    this path), then stop: no "Page not found" dialog, the sidebar drawn, the URL's state read as usual. Every
+    session that opened before the handling was off takes this path once. Does nothing when app.py runs the
+    page, or when the page file itself is the script being run."""
     if st.session_state.get(FRAME_FLAG):
         return
     ctx = get_script_run_ctx()
     if ctx is None or Path(ctx.main_script_path).resolve() != APP:
         return
     PagesManager.uses_pages_directory = False  # what st.navigation sets (Streamlit 1.67)
-    st.rerun()
+    runpy.run_path(str(APP), run_name="__main__")
+    st.stop()
 
 
 def warm_up_browser():
@@ -40,9 +48,14 @@ def warm_up_browser():
         return None
     st.session_state[_WARMED] = True
     placeholder = st.empty()
-    placeholder.plotly_chart({"data": [{"type": "scattergl", "x": [], "y": []}],
-                              "layout": {"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
-                                         "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
-                                         "xaxis": {"visible": False}, "yaxis": {"visible": False}}},
-                             config={"staticPlot": True, "displayModeBar": False}, key="_browser_warm_up")
+    placeholder.plotly_chart(_WARM_UP_FIGURE, config={"staticPlot": True, "displayModeBar": False},
+                             key="_browser_warm_up")
     return placeholder
+
+
+# Built (and validated) once, at import.
+_WARM_UP_FIGURE = go.Figure(
+    data=[go.Scattergl(x=[], y=[])],
+    layout=dict(height=10, margin=dict(l=0, r=0, t=0, b=0), paper_bgcolor="rgba(0,0,0,0)",
+                plot_bgcolor="rgba(0,0,0,0)", xaxis=dict(visible=False), yaxis=dict(visible=False)),
+)
