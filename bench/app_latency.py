@@ -192,27 +192,34 @@ def new_context(browser):
     return context
 
 
-def cold_first_chart(browser, context, checkpoints: Path, port: int, threads, log: Path) -> dict:
-    """A fresh server, then /latent opened in ``context``: seconds to health, and from opening to the first chart."""
+def open_cold(page, server, port: int, log: Path, t0: float) -> dict:
+    """Wait for the just-launched server's health, then open /latent until its first chart with data: seconds from
+    launch (t0) to health, from opening to the chart, and in all."""
+    url = f"http://127.0.0.1:{port}"
+    while not _healthy(url):
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {server.returncode}:\n{log.read_text(errors='replace')}")
+        if time.perf_counter() - t0 > 180:
+            raise RuntimeError("streamlit not healthy after 180 s")
+        time.sleep(0.05)
+    ready = time.perf_counter() - t0
+    page.goto(url + "/latent", wait_until="commit")
+    page.wait_for_function(FIRST_CHART, timeout=TIMEOUT_MS, polling="raf")
+    first_chart = time.perf_counter() - t0
+    wait_idle(page)
+    return {"ready": ready, "browser": first_chart - ready, "cold": first_chart}
+
+
+def cold_first_chart(context, checkpoints: Path, port: int, threads, log: Path) -> dict:
+    """A fresh server, then /latent opened in ``context``: see open_cold."""
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     t0 = time.perf_counter()
     server = start_streamlit(port, checkpoints, threads, log)
     try:
-        url = f"http://127.0.0.1:{port}"
-        while not _healthy(url):
-            if server.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {server.returncode}:\n{log.read_text(errors='replace')}")
-            if time.perf_counter() - t0 > 180:
-                raise RuntimeError("streamlit not healthy after 180 s")
-            time.sleep(0.05)
-        ready = time.perf_counter() - t0
-        page.goto(url + "/latent", wait_until="commit")
-        page.wait_for_function(FIRST_CHART, timeout=TIMEOUT_MS, polling="raf")
-        first_chart = time.perf_counter() - t0
-        wait_idle(page)
+        result = open_cold(page, server, port, log, t0)
         page.close()
-        return {"ready": ready, "browser": first_chart - ready, "cold": first_chart}
+        return result
     finally:
         stop_streamlit(server)
 
@@ -224,8 +231,8 @@ def warm_browser_cold_starts(args, browser, checkpoints: Path, tmp: Path) -> lis
     port = args.port or _free_port()
     context = new_context(browser)
     try:
-        cold_first_chart(browser, context, checkpoints, port, args.threads, tmp / "prime.log")
-        return [cold_first_chart(browser, context, checkpoints, port, args.threads, tmp / f"warm-{r}.log")
+        cold_first_chart(context, checkpoints, port, args.threads, tmp / "prime.log")
+        return [cold_first_chart(context, checkpoints, port, args.threads, tmp / f"warm-{r}.log")
                 for r in range(args.repeats)]
     finally:
         context.close()
@@ -247,19 +254,8 @@ def one_round(args, browser, checkpoints: Path, port: int, log: Path) -> dict:
     t0 = time.perf_counter()
     server = start_streamlit(port, checkpoints, args.threads, log)
     try:
-        url = f"http://127.0.0.1:{port}"
-        while not _healthy(url):
-            if server.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {server.returncode}:\n{log.read_text(errors='replace')}")
-            if time.perf_counter() - t0 > 180:
-                raise RuntimeError("streamlit not healthy after 180 s")
-            time.sleep(0.05)
-        ready = time.perf_counter() - t0
-        page.goto(url + "/latent", wait_until="commit")
-        page.wait_for_function(FIRST_CHART, timeout=TIMEOUT_MS, polling="raf")
-        first_chart = time.perf_counter() - t0
-        wait_idle(page)
-        result = {"ready": ready, "browser": first_chart - ready, "cold": first_chart, "dialogs": close_dialogs(page)}
+        result = open_cold(page, server, port, log, t0)
+        result["dialogs"] = close_dialogs(page)
         result["clicks"] = clicks(page, args.clicks)
         act(page, page.locator("[data-testid='stSidebarNav'] a", has_text="Posteriors").click)  # first load
         assert page.evaluate(CHART_INFO), "no chart on /posteriors"

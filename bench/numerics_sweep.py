@@ -146,6 +146,16 @@ def one_image(name: str, model, grid, x: torch.Tensor, k: int, tally: Tally, see
     tally.check(name, "L_K from K fresh draws", k, bounds.iwae_bound(lw))
 
 
+def write_report(lines: list[str], out: Path, stem: str) -> None:
+    """Print the report and write it to <out>/<stem>-<date>.txt."""
+    text = "\n".join(lines)
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{stem}-{datetime.datetime.now():%Y-%m-%d-%H%M}.txt"
+    path.write_text(text + "\n")
+    print(f"wrote {path}")
+
+
 GRID_SIR_DRAWS = 16  # SIR picks decoded per image and K in part 3 (the Resampling page shows 16)
 
 
@@ -227,12 +237,7 @@ def all_images_big_k(args, images: torch.Tensor) -> int:
                                                    for m in args.models) + ".",
              f"{state['seconds']:.0f} s of computation in all.", "",
              *tally.table(), "", f"{tally.total:,} values checked, {tally.bad} not finite."]
-    text = "\n".join(lines)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"numerics-all-images-{datetime.datetime.now():%Y-%m-%d-%H%M}.txt"
-    path.write_text(text + "\n")
-    print(f"wrote {path}")
+    write_report(lines, args.out, "numerics-all-images")
     return 1 if tally.bad else 0
 
 
@@ -279,12 +284,7 @@ def main() -> int:
                      f"K = {args.big_k:,} in {time.time() - t:.0f} s")
     lines += ["", *tally.table(), "",
               f"{tally.total:,} values checked, {tally.bad} not finite; {time.time() - started:.0f} s in all."]
-    text = "\n".join(lines)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"numerics-{datetime.datetime.now():%Y-%m-%d-%H%M}.txt"
-    path.write_text(text + "\n")
-    print(f"wrote {path}")
+    write_report(lines, args.out, "numerics")
     return 1 if tally.bad else 0
 
 
