@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.run_all import bench_row, write_rows  # noqa: E402
 from iwae.bounds import iwae_bound, training_loss  # noqa: E402
+from iwae.cpu import keep_freed_memory  # noqa: E402
 from iwae.model import LOG_2PI, VAE, ModelConfig, bernoulli_log_likelihood, standard_normal_log_density  # noqa: E402
-from iwae.train import keep_freed_memory  # noqa: E402
 
 BATCH, K = 100, 50
 BENCHMARK = "training throughput"

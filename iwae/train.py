@@ -14,7 +14,6 @@ an epoch boundary rewrites the checkpoint if the kill came between the epoch's r
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import math
 import signal
@@ -36,6 +35,7 @@ from .checkpoints import (
     remove_stale_temp_files,
     save_checkpoint,
 )
+from .cpu import flush_denormals, keep_freed_memory
 from .model import VAE, ModelConfig
 
 SCHEDULES = ("decay", "paper", "constant")
@@ -98,6 +98,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+RECORDED_ARGS = ("dataset", "objective", "k", "estimator", "epochs", "batch_size", "lr", "schedule", "seed",
+                 "max_train_images")
+
+
+def portable_command(args: argparse.Namespace) -> str:
+    """The command that reproduces this run on any machine: every setting that shapes the weights, spelled out,
+    and no folder of this machine (the data folder is found as the README says; the output is named by file)."""
+    out = args.out if not args.out.is_absolute() else Path("checkpoints") / args.out.name
+    parts = [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in RECORDED_ARGS]
+    return f"python -m iwae.train {' '.join(parts)} --out {out.as_posix()}"
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -158,27 +170,12 @@ def test_bound(model: VAE, x_test: torch.Tensor, objective: str, k: int) -> floa
     return total / len(x_test)
 
 
-GLIBC_M_TRIM_THRESHOLD, GLIBC_M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep the memory a training step frees for the next step. By default its large blocks
-    (a step's (5000, 784) activations are 16 MB each) are returned to the system and page-faulted in again on
-    every step: ~7% of an IWAE k=50 step on CPU (bench/train_throughput.py). The same as the MALLOC_* variables
-    of PyTorch's CPU performance guide. Returns False where glibc is not the allocator (nothing changed)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    ok = libc.mallopt(GLIBC_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest: blocks up to 32 MB come from the heap
-    return bool(ok and libc.mallopt(GLIBC_M_TRIM_THRESHOLD, 1 << 30))  # and the heap is trimmed above 1 GB only
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     keep_freed_memory()
+    flush_denormals()
     device = pick_device(args.device)
     try:
         train = data_mod.load_dataset(args.dataset, "train", args.data_dir)
@@ -243,7 +240,7 @@ def main(argv=None) -> int:
                 "test_binarization_seed": data_mod.TEST_BINARIZATION_SEED,
             },
             "training": {
-                "command": "python -m iwae.train " + " ".join(sys.argv[1:] if argv is None else argv),
+                "command": portable_command(args),
                 "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule,
                 "optimizer": "Adam(betas=(0.9, 0.999), eps=1e-4)", "device": str(device),
                 "threads": torch.get_num_threads(), "seconds": elapsed,
