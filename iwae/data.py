@@ -69,11 +69,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_file(name: str, data_dir: Path, mirrors=MIRRORS, timeout: float = 30.0) -> Path:
+def download_file(name: str, data_dir: Path, mirrors=None, timeout: float = 30.0) -> Path:
     """Download one MNIST file, verify its sha256, and move it into place atomically.
 
+    ``mirrors``: base URLs tried in order (default: ``MIRRORS``, read at call time).
     A partial or corrupt download is deleted and never left at the final path.
     """
+    mirrors = MIRRORS if mirrors is None else mirrors
     expected = MNIST_SHA256[name]
     data_dir.mkdir(parents=True, exist_ok=True)
     target = data_dir / name
@@ -102,7 +104,7 @@ def download_file(name: str, data_dir: Path, mirrors=MIRRORS, timeout: float = 3
     )
 
 
-def ensure_file(name: str, data_dir: Path, download: bool = True, mirrors=MIRRORS) -> Path:
+def ensure_file(name: str, data_dir: Path, download: bool = True, mirrors=None) -> Path:
     """Return a verified local copy of an MNIST file, downloading it when missing."""
     path = data_dir / name
     if path.exists():

@@ -11,11 +11,11 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import MNIST_DIR
+from mnist_files import first_test_digits
 from PIL import Image, ImageDraw
 
-from iwae import data, testset
 from iwae import digit_image as di
+from iwae import testset
 from iwae.digit_image import ImageInputError
 
 N_DIGITS = 30  # the first 30 MNIST test digits
@@ -71,8 +71,11 @@ def l_shape_canvas(background=(0, 0, 0, 0), stroke=(0, 0, 0, 255), size=(300, 40
 
 @pytest.fixture(scope="module")
 def mnist_digits() -> np.ndarray:
-    """The first MNIST test digits, grey levels in [0, 1], (N_DIGITS, 784)."""
-    return data.load_mnist("test", MNIST_DIR, download=False).images[:N_DIGITS].numpy()
+    """The first MNIST test digits, grey levels in [0, 1], (N_DIGITS, 784): from the committed excerpt
+    tests/data/t10k-images-first30-idx3-ubyte.gz (no MNIST files needed; checked against them in test_data.py),
+    scaled as ``data.load_mnist`` scales them."""
+    digits = first_test_digits()[:N_DIGITS]
+    return digits.reshape(len(digits), -1).astype(np.float32) / 255.0
 
 
 # ---------------------------------------------------------------------------------------------
