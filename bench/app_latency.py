@@ -239,7 +239,7 @@ def warm_browser_cold_starts(args, browser, checkpoints: Path, tmp: Path) -> lis
 
 
 def one_round(args, browser, checkpoints: Path, port: int, log: Path) -> dict:
-    from iwae.catalog import K_CHOICES
+    from explorer.state import K_CHOICES
 
     context = new_context(browser)
     page = context.new_page()
@@ -275,7 +275,7 @@ def apptest_k_changes(checkpoints: Path, threads: int | None) -> list[dict]:
     import torch
     from streamlit.testing.v1 import AppTest
 
-    from iwae.catalog import K_CHOICES
+    from explorer.state import K_CHOICES
 
     if threads:
         torch.set_num_threads(threads)

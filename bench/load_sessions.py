@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from iwae.catalog import K_CHOICES, N_TEST_IMAGES  # noqa: E402
+from explorer.state import K_CHOICES, N_TEST_IMAGES  # noqa: E402
 from tests.test_browser import (  # noqa: E402
     CHART_INFO,
     CHROMIUM,

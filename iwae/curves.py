@@ -10,8 +10,6 @@ import torch
 from .bounds import sample_log_weights
 from .model import VAE
 
-DEFAULT_KS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-
 
 @dataclass
 class BoundCurve:
@@ -25,9 +23,10 @@ class BoundCurve:
 
 @torch.no_grad()
 def bound_curve(
-    model: VAE, x: torch.Tensor, ks=DEFAULT_KS, n_samples: int = 20_000, generator: torch.Generator | None = None
+    model: VAE, x: torch.Tensor, ks, n_samples: int = 20_000, generator: torch.Generator | None = None
 ) -> BoundCurve:
-    """L_K for each K from disjoint blocks of one set of ``n_samples`` draws per image.  x: (B, D)"""
+    """L_K for each K of ``ks`` (those up to n_samples) from disjoint blocks of one set of ``n_samples`` draws per
+    image.  x: (B, D)"""
     ks = [k for k in ks if k <= n_samples]
     log_w = sample_log_weights(model, x, n_samples, generator).double()  # (B, N)
     means, spreads, blocks = [], [], []

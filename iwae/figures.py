@@ -146,11 +146,6 @@ def latent_scatter(
     return fig
 
 
-def scatter_points(fig: go.Figure) -> int:
-    """Number of test points in a latent scatter (the per-digit traces only)."""
-    return sum(len(t.x) for t in fig.data if t.meta == DIGIT_META)
-
-
 def selection_to_index(fig: go.Figure, selection: Mapping | None) -> int | None:
     """The test index a plotly selection event chose (Streamlit's ``event.selection``), or None.
 
@@ -339,6 +334,7 @@ def posterior_figures(
     sigma=None,
     span: float = DENSITY_SPAN,
     height: int = 360,
+    q_resolved: bool = True,
 ) -> tuple[go.Figure, go.Figure]:
     """One window, four panels in two figures: ``posterior_fixed_figure`` (log q(z|x) | log p(z|x)), which does
     not depend on K, and ``posterior_k_figure`` (log q_IW(z|x) at K | contours of all three), which does. Split so
@@ -346,19 +342,20 @@ def posterior_figures(
     [m - span, m] with m the highest of q and p (fixed across K; q_IW above m, which Monte Carlo error can give,
     shows in the top colour).
 
-    log_* are (n_y, n_x) images; q draws go on the q panel, SIR draws on the q_IW panel. When q's standard
-    deviations (``sigma``) are narrower than NARROW_CELLS grid cells, the grid cannot show q, so its exact
-    2-sd ellipse is drawn on the q and contour panels instead of leaving them seemingly blank."""
-    return (posterior_fixed_figure(x_axis, y_axis, log_q, log_p, q_draws, mu, sigma, span, height),
-            posterior_k_figure(x_axis, y_axis, log_q, log_qiw, log_p, k, sir_draws, mu, sigma, span, height))
+    log_* are (n_y, n_x) images; q draws go on the q panel, SIR draws on the q_IW panel. When the grid does not
+    resolve q (``q_resolved`` False: ``iwae.posterior.q_resolved`` decides), the exact 2-sd ellipse of q (``mu``,
+    ``sigma``) is drawn on the q and contour panels instead of leaving them seemingly blank."""
+    return (posterior_fixed_figure(x_axis, y_axis, log_q, log_p, q_draws, mu, sigma, span, height, q_resolved),
+            posterior_k_figure(x_axis, y_axis, log_q, log_qiw, log_p, k, sir_draws, mu, sigma, span, height,
+                               q_resolved))
 
 
 def posterior_fixed_figure(x_axis, y_axis, log_q, log_p, q_draws=None, mu=None, sigma=None,
-                           span: float = DENSITY_SPAN, height: int = 360) -> go.Figure:
+                           span: float = DENSITY_SPAN, height: int = 360, q_resolved: bool = True) -> go.Figure:
     """(log q(z|x) with draws from q | log p(z|x)): the K-independent half of ``posterior_figures``."""
     x_axis, y_axis = _as_np(x_axis).astype(np.float32), _as_np(y_axis).astype(np.float32)
     zmin, zmax = shared_scale(log_q, log_p, span=span)
-    unresolved = mu is not None and sigma is not None and q_unresolved(x_axis, sigma)
+    unresolved = not q_resolved and mu is not None and sigma is not None
     left = [_density_heatmap("q", log_q, x_axis, y_axis, zmin, zmax, True)]
     right = [_density_heatmap("p", log_p, x_axis, y_axis, zmin, zmax, False)]
     if q_draws is not None and len(q_draws):
@@ -377,12 +374,12 @@ def posterior_fixed_figure(x_axis, y_axis, log_q, log_p, q_draws=None, mu=None, 
 
 
 def posterior_k_figure(x_axis, y_axis, log_q, log_qiw, log_p, k: int, sir_draws=None, mu=None, sigma=None,
-                       span: float = DENSITY_SPAN, height: int = 360) -> go.Figure:
+                       span: float = DENSITY_SPAN, height: int = 360, q_resolved: bool = True) -> go.Figure:
     """(log q_IW(z|x) at K with SIR draws | contours of q, q_IW and p): the half of ``posterior_figures`` that
     changes with K."""
     x_axis, y_axis = _as_np(x_axis).astype(np.float32), _as_np(y_axis).astype(np.float32)
     zmin, zmax = shared_scale(log_q, log_p, span=span)
-    unresolved = mu is not None and sigma is not None and q_unresolved(x_axis, sigma)
+    unresolved = not q_resolved and mu is not None and sigma is not None
     left = [_density_heatmap("q_iw", log_qiw, x_axis, y_axis, zmin, zmax, False)]
     right = []
     step = max(1, len(x_axis) // CONTOUR_RESOLUTION)  # contours on every step-th point: lighter to send and draw
@@ -413,25 +410,11 @@ def posterior_k_figure(x_axis, y_axis, log_q, log_qiw, log_p, k: int, sir_draws=
     return moving
 
 
-NARROW_CELLS = 2.0  # q is "unresolved" when a standard deviation spans fewer grid cells than this
-
-
-def q_unresolved(axis, sigma) -> bool:
-    axis = _as_np(axis).astype(np.float64)
-    spacing = float(axis[1] - axis[0]) if len(axis) > 1 else 1.0
-    return float(np.min(_as_np(sigma))) < NARROW_CELLS * spacing
-
-
 def q_ellipse(mu, sigma, n_sd: float = 2.0, points: int = 60) -> tuple[np.ndarray, np.ndarray]:
     """The axis-aligned ellipse mu +- n_sd * sigma of a diagonal Gaussian, as a closed line."""
     mu, sigma = _as_np(mu).reshape(-1).astype(np.float64), _as_np(sigma).reshape(-1).astype(np.float64)
     t = np.linspace(0, 2 * np.pi, points)
     return mu[0] + n_sd * sigma[0] * np.cos(t), mu[1] + n_sd * sigma[1] * np.sin(t)
-
-
-def density_traces(*figs: go.Figure) -> list:
-    """The density heatmaps of posterior figures, in order (q, p, q_IW for posterior_figures' pair)."""
-    return [t for fig in figs for t in fig.data if t.type == "heatmap" and t.meta == "density"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -494,7 +477,3 @@ def training_figure(history: Sequence[Mapping], title: str | None = None, height
     fig.update_layout(title=title, height=height, margin=dict(l=60, r=10, t=40 if title else 10, b=50), font=FONT,
                       legend=dict(orientation="h", x=0, y=-0.3, yanchor="top"), plot_bgcolor="white")
     return fig
-
-
-# ---------------------------------------------------------------------------------------------
-# A summary shown beside the latent pictures (belongs with iwae.latent; kept here until moved)

@@ -74,6 +74,13 @@ class Pool:
     log_w: torch.Tensor  # (P,)
 
 
+def window_axes(centre: tuple[float, float], side: float, resolution: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Cell centres of a square window: (x_axis (n,), y_axis (n,), spacing), n = resolution cells per side."""
+    spacing = side / resolution
+    offsets = -side / 2 + spacing * (torch.arange(resolution, dtype=torch.float32) + 0.5)
+    return centre[0] + offsets, centre[1] + offsets, spacing
+
+
 def choose_window(mu: torch.Tensor, sigma: torch.Tensor, q: quad.Quadrature) -> tuple[float, float, float]:
     """A square (centre x, centre y, side) holding q's mean +- 3.5 sd and every z where the true
     posterior density is within WINDOW_NATS of its maximum."""
@@ -95,9 +102,7 @@ def image_grid(model: VAE, grid: quad.GlobalGrid, x: torch.Tensor, resolution: i
     mu, logvar = mu[0], logvar[0]
     sigma = torch.exp(0.5 * logvar)
     cx, cy, side = choose_window(mu, sigma, q)
-    spacing = side / resolution
-    offsets = -side / 2 + spacing * (torch.arange(resolution, dtype=torch.float32) + 0.5)
-    x_axis, y_axis = cx + offsets, cy + offsets
+    x_axis, y_axis, spacing = window_axes((cx, cy), side, resolution)
     points = torch.cartesian_prod(x_axis, y_axis)
     return ImageGrid(
         x_axis=x_axis,
@@ -230,19 +235,27 @@ RESOLVED_CELLS = 2.0  # the grid resolves q when each of its standard deviations
 
 
 def q_resolved(g: ImageGrid) -> bool:
+    """Whether the display grid resolves q(z|x): the one rule behind both the q_IW estimator chosen here and the
+    exact 2-sd ellipse the figures draw in place of a q too narrow to show (``figures.posterior_figures``)."""
     return g.sigma.min().item() >= RESOLVED_CELLS * g.spacing
 
 
+@dataclass(frozen=True)
+class OthersDrawn:
+    """How the K - 1 other samples behind a q_IW estimate were drawn."""
+
+    source: str  # "grid": from q discretized on the display grid, stratified; "pool": from a pool of draws from q
+    draws: int  # M, the draws of the K - 1 others
+    pool_size: int = 0  # the pool's size when source == "pool"
+
+
 def log_q_iw_for_display(g: ImageGrid, pool: Pool, k: int,
-                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, str]:
+                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, OthersDrawn]:
     """The explorer's q_IW at K: the other samples from q on the grid when the grid resolves q (the sharper
     estimate), else from the pool of draws.  -> (log q_IW (n*n,), how the other K - 1 samples were drawn)"""
     if k == 1 or q_resolved(g):
-        m = grid_s_draws(k)
-        return log_q_iw_on_grid(g, k, generator), f"{m:,} draws of the K − 1 others from q on the grid, stratified"
-    return (log_q_iw(g, pool, k, generator=generator),
-            f"{N_S_DRAWS} draws of the K − 1 others from a pool of {len(pool.log_w):,} draws from q "
-            "(q narrower than the grid resolves)")
+        return log_q_iw_on_grid(g, k, generator), OthersDrawn("grid", grid_s_draws(k))
+    return log_q_iw(g, pool, k, generator=generator), OthersDrawn("pool", N_S_DRAWS, len(pool.log_w))
 
 
 def renormalize(log_density: torch.Tensor, log_area: float) -> torch.Tensor:

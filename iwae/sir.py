@@ -55,6 +55,11 @@ def sir_sample(
                     independent=not shared)
 
 
+def independent_from_pool(k: int, n_draws: int, pool_size: int) -> bool:
+    """Whether R = n_draws draws at K from a pool of ``pool_size`` can use disjoint K-sets (independent draws)."""
+    return n_draws * k <= pool_size
+
+
 @torch.no_grad()
 def sir_from_pool(pool_z: torch.Tensor, pool_log_w: torch.Tensor, k: int, n_draws: int,
                   generator: torch.Generator | None = None) -> SIRDraws:
@@ -68,7 +73,7 @@ def sir_from_pool(pool_z: torch.Tensor, pool_log_w: torch.Tensor, k: int, n_draw
     if not 1 <= k <= size or n_draws < 1:
         raise ValueError(f"need 1 <= K <= pool size ({size}) and R >= 1, got K={k}, R={n_draws}")
     order = torch.randperm(size, generator=generator)
-    independent = n_draws * k <= size
+    independent = independent_from_pool(k, n_draws, size)
     if independent:
         idx = order[: n_draws * k].reshape(n_draws, k)
     else:

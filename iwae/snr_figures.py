@@ -8,7 +8,6 @@ estimator's first point; a grey band below the estimate's noise floor sqrt(2 / (
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import plotly.graph_objects as go
@@ -91,16 +90,3 @@ def snr_figure(data: Mapping, statistic: str = FIGURE_STATISTIC, title: str | No
         legend=dict(orientation="h", x=0, y=-0.22, yanchor="top"),
     )
     return fig
-
-
-def snr_traces(fig: go.Figure) -> list:
-    """The data traces (one per estimator and group), without the reference lines."""
-    return [t for t in fig.data if isinstance(t.meta, Mapping)]
-
-
-def fitted_slope(ks, values) -> float:
-    """Least-squares slope of log SNR against log K (for captions and tests)."""
-    xs, ys = [math.log(k) for k in ks], [math.log(v) for v in values]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else math.nan

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from . import bounds, posterior
-from .catalog import stable_seed
-from .model import gaussian_log_density
+from .model import LOG_2PI, gaussian_log_density
+from .rng import generator
 
 RESOLUTION = 128  # grid points per side of the window
 STEPS = 1000  # Adam steps per fit
@@ -39,7 +39,6 @@ ADAM_BETAS = (0.9, 0.99)  # a short second-moment memory: the early, large gradi
 N_S_DRAWS = 256  # M: draws of the K - 1 other weights shared by every grid point (posterior.log_q_iw)
 EVAL_DRAWS = 1 << 16  # draws behind each reported bound: EVAL_DRAWS // K disjoint K-sets
 K_CHOICES = (1, 2, 5, 10, 20, 50, 100, 200, 500)
-LOG_2PI = math.log(2 * math.pi)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -199,11 +198,11 @@ def fit_gaussian(
         raise ValueError(f"steps must be at least 1, got {steps}")
     if estimator not in bounds.ESTIMATORS:
         raise ValueError(f"estimator must be one of {bounds.ESTIMATORS}, got {estimator!r}")
-    init = torch.Generator().manual_seed(stable_seed("toy-init", t.name, seed))
+    init = generator("toy-init", t.name, seed)
     mu0 = torch.tensor(t.centre, dtype=torch.float32) + t.side / 8 * torch.randn(2, generator=init)
     mu = mu0.clone().requires_grad_(True)
     log_sigma = torch.full((2,), math.log(t.side / 20), requires_grad=True)
-    gen = torch.Generator().manual_seed(stable_seed("toy-fit", t.name, k, seed))
+    gen = generator("toy-fit", t.name, k, seed)
     opt = torch.optim.Adam([mu, log_sigma], lr=LEARNING_RATE, betas=ADAM_BETAS)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=FINAL_LR_FACTOR ** (1 / max(steps - 1, 1)))
     sets = sets_per_step(k)
@@ -236,7 +235,7 @@ def estimate_bound(target: str | Target, fit: GaussianFit, k: int, seed: int = 0
     """L_K of q (K = 1: the ELBO) from ``draws // K`` disjoint K-sets: (mean, standard error)."""
     t = target if isinstance(target, Target) else get_target(target)
     k = _check_k(k)
-    gen = torch.Generator().manual_seed(stable_seed("toy-bound", t.name, fit.k, k, seed))
+    gen = generator("toy-bound", t.name, fit.k, k, seed)
     sets = max(2, draws // k)
     z, log_q = _draw(fit.mu, torch.log(fit.sigma), (sets, k), gen)
     per_set = bounds.iwae_bound((t.log_density(z) - log_q).double())  # (S,)
@@ -252,9 +251,7 @@ def window_grid(target: str | Target, fit: GaussianFit, resolution: int = RESOLU
     log Z by quadrature on the grid (midpoint rule), log_px_error = its change against the grid of every
     other point (twice the spacing); so ``log_posterior`` is the target normalized on the grid."""
     t = target if isinstance(target, Target) else get_target(target)
-    spacing = t.side / resolution
-    offsets = -t.side / 2 + spacing * (torch.arange(resolution, dtype=torch.float32) + 0.5)
-    x_axis, y_axis = t.centre[0] + offsets, t.centre[1] + offsets
+    x_axis, y_axis, spacing = posterior.window_axes(t.centre, t.side, resolution)
     points = torch.cartesian_prod(x_axis, y_axis)  # (n*n, 2), g = i n + j
     log_joint = t.log_density(points)
     area = 2 * math.log(spacing)
@@ -326,7 +323,7 @@ def fit_view(
     t = target if isinstance(target, Target) else get_target(target)
     k = _check_k(k)
     g = window_grid(t, fit, resolution)
-    gen = torch.Generator().manual_seed(stable_seed("toy-qiw", t.name, fit.k, k, seed))
+    gen = generator("toy-qiw", t.name, fit.k, k, seed)
     pool = gaussian_pool(t, fit, posterior.pool_size_for(k), gen)
     log_qiw = posterior.log_q_iw(g, pool, k, n_draws, gen)
     view = FitView(

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import boot
+import explorer
+from iwae import figures, latent, snr, snr_figures
 
-boot.leave_legacy_run()  # before the torch import below
-
-from iwae import catalog, figures, latent, snr, snr_figures  # noqa: E402
-from pages import common  # noqa: E402
-
-cat, state = common.page_frame()
-_, labels = common.test_set()
+cat, state = explorer.page_frame()
+data, views, widgets = explorer.data, explorer.views, explorer.widgets
+_, labels = data.test_set()
 k, seed, ref = state.k, state.seed, state.image_ref
-title = common.image_title(ref, labels)
+title = widgets.image_title(ref, labels)
 
 st.title("Bounds and comparison")
 st.markdown(
@@ -23,7 +20,7 @@ st.markdown(
     "the exact $\\log p(x)$ from quadrature; then the evaluation results, the training curves, and how well each "
     "2-D latent space separates the digits."
 )
-with common.math_expander(state):
+with widgets.math_expander(state):
     st.markdown("Burda et al. (2016), Theorem 1: the bounds increase with K towards the log likelihood,")
     st.latex(r"\mathrm{ELBO} = \mathcal{L}_1 \le \mathcal{L}_K \le \mathcal{L}_{K+1} \le \log p(x), \qquad "
              r"\mathcal{L}_K \to \log p(x)\ (K\to\infty)")
@@ -33,55 +30,55 @@ with common.math_expander(state):
 
 # --- L_K against K -----------------------------------------------------------------------------
 st.header("L_K against K")
-st.session_state.setdefault("bounds_subset", common.DEFAULT_SUBSET)
-subset = st.selectbox("Test images in the average (the first n of the test set)", common.SUBSET_CHOICES,
+st.session_state.setdefault("bounds_subset", views.DEFAULT_SUBSET)
+subset = st.selectbox("Test images in the average (the first n of the test set)", views.SUBSET_CHOICES,
                       key="bounds_subset")
-for side, col, name, ckpt in common.columns(cat, state):
-    key = common.model_key(ckpt)
+for side, col, name, ckpt in widgets.columns(cat, state):
+    key = data.model_key(ckpt)
     model = ckpt.model
     with col:
         with st.spinner(f"L_K for {title} and quadrature log p(x) ({name})…"):
-            curve = common.image_curve(model, key, ref, seed)
-            view = common.posterior_view(model, key, ref)
+            curve = views.image_curve(model, key, ref, seed)
+            view = views.posterior_view(model, key, ref)
         st.plotly_chart(
             figures.bound_curve_figure(curve.ks, curve.mean, curve.spread, view["log_px"],
                                        title=title[0].upper() + title[1:]),
-            key=f"curve_image_{side}", config=common.PLOTLY_CONFIG,
+            key=f"curve_image_{side}", config=widgets.PLOTLY_CONFIG,
         )
-        st.caption(common.protocol_line(
+        st.caption(widgets.protocol_line(
             1, f"{title}; {curve.n_samples:,} draws from q (seed {seed}) split into disjoint blocks of K; "
             f"dashed: quadrature log p(x) = {view['log_px']:.2f} (error {view['log_px_error']:.1e})"))
         with st.spinner(f"L_K and quadrature for the first {subset} test images ({name}); computed once…"):
-            sub = common.subset_curve(model, key, subset, seed)
+            sub = views.subset_curve(model, key, subset, seed)
         c = sub["curve"]
         st.plotly_chart(
             figures.bound_curve_figure(c.ks, c.mean, c.spread, sub["log_px"], "mean log p(x), quadrature",
                                        title=f"Average over the first {subset} test images"),
-            key=f"curve_subset_{side}", config=common.PLOTLY_CONFIG,
+            key=f"curve_subset_{side}", config=widgets.PLOTLY_CONFIG,
         )
-        st.caption(common.protocol_line(
+        st.caption(widgets.protocol_line(
             subset, f"the first {subset}; {c.n_samples:,} draws from q per image (seed {seed}); dashed: mean "
             f"quadrature log p(x) = {sub['log_px']:.2f} (largest per-image error {sub['max_error']:.1e})"))
 
 # --- results --------------------------------------------------------------------------------------
 st.header("Results")
-common.results_table(cat)
+widgets.results_table(cat)
 
 # --- training curves and latent separation --------------------------------------------------------
 st.header("Training curves and latent separation")
-for side, col, name, ckpt in common.columns(cat, state):
-    key = common.model_key(ckpt)
-    history = catalog.history_rows(ckpt.metadata)
+for side, col, name, ckpt in widgets.columns(cat, state):
+    key = data.model_key(ckpt)
+    history = explorer.results.history_rows(ckpt.metadata)
     with col:
         st.plotly_chart(figures.training_figure(history, title=f"{name}: bound per epoch"),
-                        key=f"training_{side}", config=common.PLOTLY_CONFIG)
+                        key=f"training_{side}", config=widgets.PLOTLY_CONFIG)
         last = history[-1] if history else {}
         st.caption(
             f"{len(history)} epochs recorded. Training bound: mean over the epoch's minibatches (dynamic "
             f"binarization); test bound on {last.get('test_images', '?')} test images, objective "
             f"{ckpt.metadata.get('objective', '?')} with k = {ckpt.metadata.get('k', '?')}."
         )
-        accuracy = common.knn_accuracy(ckpt.model, key)
+        accuracy = views.knn_accuracy(ckpt.model, key)
         st.metric("5-nearest-neighbour accuracy of the latent means", f"{accuracy:.1%}")
         st.caption(
             f"scikit-learn KNeighborsClassifier({latent.KNN_NEIGHBOURS}) fitted on the encoder means μ(x) of test "
@@ -96,7 +93,7 @@ st.markdown(
     "IWAE gradient the encoder's signal-to-noise ratio falls as K grows while the decoder's rises. The DReG "
     "estimator (Tucker et al. 2019) changes only the encoder's gradient. Measured once, offline, on a shipped model."
 )
-with common.math_expander(state):
+with widgets.math_expander(state):
     st.markdown("For each parameter element, over M gradient draws with fresh $z$ and the same images $x$:")
     st.latex(r"\mathrm{SNR} = \frac{\big|\,\mathbb{E}[\hat g]\,\big|}{\sqrt{\operatorname{Var}[\hat g]}}"
              r"\quad\text{(mean and std over the M draws)}")
@@ -130,7 +127,7 @@ else:
         st.warning(f"The gradient-SNR file cannot be used: {exc}. Regenerate it with:", icon=":material/warning:")
         st.code(snr.SCRIPT_COMMAND, language="bash")
     else:
-        st.plotly_chart(snr_figures.snr_figure(snr_data), key="gradient_snr", config=common.PLOTLY_CONFIG)
+        st.plotly_chart(snr_figures.snr_figure(snr_data), key="gradient_snr", config=widgets.PLOTLY_CONFIG)
         st.caption(snr_figures.protocol_caption(snr_data) + " Both estimators use the same draws for each K, so "
                    "their decoder lines coincide (DReG changes only the encoder's gradient). Below the grey line "
                    "an estimate is not resolved from an SNR of 0 by M draws. Computed by "

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import streamlit as st
+from streamlit_drawable_canvas import st_canvas
 
-from pages import boot
+import explorer
+from iwae import digit_image, figures
 
-boot.leave_legacy_run()  # before the torch import below
-
-from streamlit_drawable_canvas import st_canvas  # noqa: E402
-
-from iwae import digit_image, figures  # noqa: E402
-from pages import common  # noqa: E402
-
-cat, state = common.page_frame()
-_, labels = common.test_set()
+cat, state = explorer.page_frame()
+data, views, widgets = explorer.data, explorer.views, explorer.widgets
+_, labels = data.test_set()
 CANVAS_SIDE = 280  # 10 canvas pixels per MNIST pixel
 
 
@@ -28,7 +24,7 @@ def use_upload() -> None:
     except digit_image.ImageInputError as exc:
         st.session_state["digit_error"] = f"{upload.name}: {exc}"
         return
-    common.set_own_digit(x)
+    explorer.sidebar.set_own_digit(x)
     st.session_state["digit_error"] = None
     st.session_state["digit_source"] = f"uploaded file {upload.name}"
 
@@ -39,7 +35,7 @@ st.markdown(
     "then on **every page shows it** in place of the test image (the sidebar has the way back). How do the "
     "models explain a digit they have never seen, and how far is its $\\log p(x)$ from a test digit's?"
 )
-with common.math_expander(state, "How the image is prepared"):
+with widgets.math_expander(state, "How the image is prepared"):
     st.markdown(
         "As for MNIST (LeCun et al.): grey levels with ink = 1 (a light background is inverted); the bounding "
         "box of the ink is scaled, keeping its aspect ratio, so its longer side is 20 pixels; it is placed in a "
@@ -65,7 +61,7 @@ with draw_tab:
         except digit_image.ImageInputError as exc:
             st.session_state["digit_error"] = str(exc)
         else:
-            common.set_own_digit(x)
+            explorer.sidebar.set_own_digit(x)
             st.session_state["digit_error"] = None
             st.session_state["digit_source"] = "drawing"
         st.rerun()
@@ -81,29 +77,29 @@ if error:
     st.error(f"{error} The explorer keeps its previous image.", icon=":material/error:")
 
 if state.own is None:
-    st.info(f"No digit of yours yet: the pages show {common.image_title(state.image, labels)}.",
+    st.info(f"No digit of yours yet: the pages show {widgets.image_title(state.image, labels)}.",
             icon=":material/info:")
     st.stop()
 
 ref = state.image_ref
 st.subheader(f"Your digit ({st.session_state.get('digit_source', 'from the link')})")
-x = common.image_x(ref)
+x = data.image_x(ref)
 top = st.columns([1, 4])
-common.show_image(top[0], figures.digit_image(x, 5), f"binarized, {int(x.sum())} ink pixels of 784")
+widgets.show_image(top[0], figures.digit_image(x, 5), f"binarized, {int(x.sum())} ink pixels of 784")
 with top[1]:
     st.markdown("What each model makes of it: the decoder's mean image at the encoder mean $\\mu(x)$, the exact "
                 "$\\log p(x)$ by quadrature and the ELBO. Compare with the test set's average in the results "
                 "table on the home page.")
-for _side, col, name, ckpt in common.columns(cat, state):
-    key = common.model_key(ckpt)
+for _side, col, name, ckpt in widgets.columns(cat, state):
+    key = data.model_key(ckpt)
     with col:
         with st.spinner(f"Quadrature for {name}…"):
-            mu = common.image_mean(ckpt.model, key, ref)
-            view = common.posterior_view(ckpt.model, key, ref)
-            curve = common.image_curve(ckpt.model, key, ref, state.seed)
-        common.show_image(st, figures.digit_image(common.decode(ckpt.model, key, float(mu[0]), float(mu[1])), 4),
+            mu = views.image_mean(ckpt.model, key, ref)
+            view = views.posterior_view(ckpt.model, key, ref)
+            curve = views.image_curve(ckpt.model, key, ref, state.seed)
+        widgets.show_image(st, figures.digit_image(views.decode(ckpt.model, key, float(mu[0]), float(mu[1])), 4),
                           f"decoder mean at μ(x) = ({mu[0]:.2f}, {mu[1]:.2f})")
-        st.markdown(common.numbers_markdown([
+        st.markdown(widgets.numbers_markdown([
             ("log p(x)", f"{view['log_px']:.2f}", "adaptive quadrature over the latent plane"),
             ("ELBO = L₁", f"{curve.mean[0]:.2f}", f"mean of {curve.n_samples:,} log weights (seed {state.seed})"),
             ("log p(x) − ELBO", f"{view['log_px'] - curve.mean[0]:.2f}", "nats the VAE bound leaves"),

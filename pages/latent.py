@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import boot
+import explorer
+from iwae import figures
 
-boot.leave_legacy_run()  # before the torch import below
-
-from iwae import figures  # noqa: E402
-from pages import common  # noqa: E402
-
-cat, state = common.page_frame()
-_, labels = common.test_set()
+cat, state = explorer.page_frame()
+data, views, widgets = explorer.data, explorer.views, explorer.widgets
+_, labels = data.test_set()
 ref = state.image_ref
 own = state.own is not None
 chosen = None if own else state.image
@@ -21,9 +18,9 @@ st.title("Latent space")
 st.markdown(
     "Each dot is the mean of $q(z|x)$ for one of the 10,000 binarized test images, coloured by its digit. "
     "**Click a dot** (or box-select with the selection tool) to choose that image for every page. "
-    f"Shown now: **{common.image_title(ref, labels)}**" + (" (the gold star)." if own else " (the black ring).")
+    f"Shown now: **{widgets.image_title(ref, labels)}**" + (" (the gold star)." if own else " (the black ring).")
 )
-with common.math_expander(state):
+with widgets.math_expander(state):
     st.markdown("The encoder maps an image to a Gaussian over the 2-D latent; the dots are its means:")
     st.latex(r"q(z|x) = \mathcal{N}\big(z;\ \mu(x),\ \mathrm{diag}\,\sigma(x)^2\big), \qquad z \in \mathbb{R}^2")
     st.markdown("The decoder maps any $z$ to 784 Bernoulli means; the manifold tiles them over a grid of $z$:")
@@ -32,7 +29,7 @@ with common.math_expander(state):
 
 top = st.columns([1, 4])
 with top[0]:
-    common.show_image(st, figures.digit_image(common.image_x(ref), 5), common.image_title(ref, labels))
+    widgets.show_image(st, figures.digit_image(data.image_x(ref), 5), widgets.image_title(ref, labels))
 with top[1]:
     st.caption("Decode any latent point z (shown as × on both scatters):")
     z_cols = st.columns(2)
@@ -44,11 +41,11 @@ with top[1]:
     overlay = opts[0].toggle("Overlay the test means on the decoded manifold", key="manifold_overlay")
     n_tiles = opts[1].slider("Manifold tiles per side", 5, 30, key="manifold_n")
 
-for side, col, _name, ckpt in common.columns(cat, state):
-    key = common.model_key(ckpt)
-    mu, _ = common.latent_means(ckpt.model, key)
+for side, col, _name, ckpt in widgets.columns(cat, state):
+    key = data.model_key(ckpt)
+    mu, _ = views.latent_means(ckpt.model, key)
     window = figures.latent_window(mu)
-    mu_x = common.image_mean(ckpt.model, key, ref)
+    mu_x = views.image_mean(ckpt.model, key, ref)
     fig = figures.latent_scatter(mu, labels, chosen=chosen, z_point=(z1, z2), window=window,
                                  own_point=mu_x if own else None)
     chart_key = f"scatter_{side}"
@@ -57,22 +54,22 @@ for side, col, _name, ckpt in common.columns(cat, state):
         event = st.session_state.get(chart_key) or {}
         index = figures.selection_to_index(fig, event.get("selection"))
         if index is not None:
-            common.set_image(index, labels)
+            explorer.sidebar.set_image(index, labels)
 
     with col:
         st.plotly_chart(fig, key=chart_key, on_select=on_select, selection_mode=("points", "box"),
-                        config=common.PLOTLY_CONFIG)
+                        config=widgets.PLOTLY_CONFIG)
         a, b = st.columns(2)
         m1, m2 = float(mu_x[0]), float(mu_x[1])
-        common.show_image(a, figures.digit_image(common.decode(ckpt.model, key, m1, m2), 4),
+        widgets.show_image(a, figures.digit_image(views.decode(ckpt.model, key, m1, m2), 4),
                           f"decoder mean at μ(x) = ({m1:.2f}, {m2:.2f})")
-        common.show_image(b, figures.digit_image(common.decode(ckpt.model, key, float(z1), float(z2)), 4),
+        widgets.show_image(b, figures.digit_image(views.decode(ckpt.model, key, float(z1), float(z2)), 4),
                           f"decoder mean at z = ({z1:.2f}, {z2:.2f})")
-        picture = common.manifold(ckpt.model, key, n_tiles, window[0], window[1])
+        picture = views.manifold(ckpt.model, key, n_tiles, window[0], window[1])
         st.plotly_chart(
             figures.manifold_figure(picture, n_tiles, window[0], window[1], mu=mu if overlay else None,
                                     labels=labels if overlay else None, chosen=chosen,
                                     title=f"Decoded manifold, {n_tiles} × {n_tiles} tiles"),
-            key=f"manifold_{side}", config=common.PLOTLY_CONFIG,
+            key=f"manifold_{side}", config=widgets.PLOTLY_CONFIG,
         )
-        st.caption(common.protocol_line(len(labels), "dots: encoder means μ(x); tiles: decoder means sigmoid(f(z))"))
+        st.caption(widgets.protocol_line(len(labels), "dots: encoder means μ(x); tiles: decoder means sigmoid(f(z))"))

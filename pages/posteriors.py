@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import boot
+import explorer
+from iwae import figures
 
-boot.leave_legacy_run()  # before the torch import below
-
-from iwae import catalog, figures  # noqa: E402
-from pages import common  # noqa: E402
-
-cat, state = common.page_frame()
-_, labels = common.test_set()
+cat, state = explorer.page_frame()
+data, views, widgets = explorer.data, explorer.views, explorer.widgets
+_, labels = data.test_set()
 k, seed, ref = state.k, state.seed, state.image_ref
-title = common.image_title(ref, labels)
+title = widgets.image_title(ref, labels)
 
 st.title("Posteriors")
 st.markdown(
@@ -23,7 +20,7 @@ st.markdown(
     "one window per model. **Move K in the sidebar**: at K = 1, $q_{IW} = q$; as K grows it moves towards "
     "$p(z|x)$ and the distances below fall."
 )
-with common.math_expander(state):
+with widgets.math_expander(state):
     st.markdown("Importance weights and the bound:")
     st.latex(r"w(z) = \frac{p(x|z)\,p(z)}{q(z|x)}, \qquad "
              r"\mathcal{L}_K = \mathbb{E}_{z_{1..K}\sim q}\Big[\log \frac1K \sum_{k=1}^K w(z_k)\Big] \le \log p(x)")
@@ -38,34 +35,32 @@ with common.math_expander(state):
     st.latex(r"\mathrm{TV}(q, p) = \tfrac12 \int |q - p|\,dz, \qquad "
              r"\mathrm{KL}(p\,\|\,q) = \int p \log \tfrac{p}{q}\,dz \quad\text{(on the window's grid)}")
 
-mode = ("K-sets taken as random windows of one pool of q draws: each draw is exactly q_IW, the draws are "
-        "dependent" if common.sir_is_shared(k)
-        else "disjoint K-sets from one pool of q draws: independent draws")
-
-shown = common.columns(cat, state)
-for side, col, name, ckpt in shown:
-    key = common.model_key(ckpt)
+for side, col, name, ckpt in widgets.columns(cat, state):
+    key = data.model_key(ckpt)
     model = ckpt.model
     with col:
         with st.spinner(f"Quadrature for {name} (first time for this image: about a second)…"):
-            view = common.posterior_view(model, key, ref)
-            qiw = common.qiw_view(model, key, ref, seed, k)
-            sir_draws = common.sir_overlay(model, key, ref, seed, k)
-            curve = common.image_curve(model, key, ref, seed)
-            fixed = common.posterior_fixed_figure(model, key, ref, seed)
+            view = views.posterior_view(model, key, ref)
+            qiw = views.qiw_view(model, key, ref, seed, k)
+            sir_draws = views.sir_overlay(model, key, ref, seed, k)
+            curve = views.image_curve(model, key, ref, seed)
+            fixed = views.posterior_fixed_figure(model, key, ref, seed)
         moving = figures.posterior_k_figure(view["x_axis"], view["y_axis"], view["log_q"], qiw["log_qiw"],
                                             view["log_p"], k, sir_draws=sir_draws["z"], mu=view["mu"],
-                                            sigma=view["sigma"])
-        st.plotly_chart(fixed, key=f"posterior_{side}", config=common.PLOTLY_CONFIG)
-        st.plotly_chart(moving, key=f"posterior_k_{side}", config=common.PLOTLY_CONFIG)
-        if figures.q_unresolved(view["x_axis"], view["sigma"]):
+                                            sigma=view["sigma"], q_resolved=view["q_resolved"])
+        st.plotly_chart(fixed, key=f"posterior_{side}", config=widgets.PLOTLY_CONFIG)
+        st.plotly_chart(moving, key=f"posterior_k_{side}", config=widgets.PLOTLY_CONFIG)
+        if not view["q_resolved"]:
             st.info(f"q(z|x) is narrower (σ = {view['sigma'].min():.3f}) than the display grid resolves "
                     f"(spacing {view['x_axis'][1] - view['x_axis'][0]:.3f}): its exact 2-sd ellipse is drawn.",
                     icon=":material/info:")
         st.caption(
             f"Colour: log density, one scale per model for the three heatmaps, from the highest value of q and p down "
-            f"{figures.DENSITY_SPAN:.0f} nats (fixed across K). White dots: {common.N_Q_OVERLAY} draws from q; "
-            f"red dots: {common.N_SIR_OVERLAY} SIR draws at K = {k} ({mode})."
+            f"{figures.DENSITY_SPAN:.0f} nats (fixed across K). White dots: {views.N_Q_OVERLAY} draws from q; "
+            f"red dots: {views.N_SIR_OVERLAY} SIR draws at K = {k} ("
+            + ("K-sets taken as random windows of one pool of q draws: each draw is exactly q_IW, the draws are "
+               "dependent" if sir_draws["shared"] else "disjoint K-sets from one pool of q draws: independent draws")
+            + ")."
         )
         ki = curve.ks.index(k)
         rows = [
@@ -83,15 +78,16 @@ for side, col, name, ckpt in shown:
             ("KL(p ‖ q_IW)", f"{qiw['kl']:.4f}", "nats, on the window grid"),
             ("KL(p ‖ q)", f"{view['kl_q']:.4f}", "nats, for comparison"),
             ("∫ q_IW dz", f"{qiw['mass']:.4f}",
-             f"self-check, not renormalized: ≈ 1 up to Monte Carlo error ({qiw['method']})"),
+             f"self-check, not renormalized: ≈ 1 up to Monte Carlo error ({widgets.others_drawn_text(qiw['others'])})"),
             ("∫ p(z|x) dz", f"{view['mass_p']:.4f}", "share of the true posterior inside the window"),
         ]
-        st.markdown(common.numbers_markdown(rows))
+        st.markdown(widgets.numbers_markdown(rows))
         if abs(qiw["mass"] - 1) > 0.05:
             st.warning(
-                f"The integral of q_IW is {qiw['mass']:.3f}, not ≈ 1: its Monte Carlo estimate ({qiw['method']}) is "
+                f"The integral of q_IW is {qiw['mass']:.3f}, not ≈ 1: its Monte Carlo estimate "
+                f"({widgets.others_drawn_text(qiw['others'])}) is "
                 "off for this image and K. TV and KL renormalize on the grid.", icon=":material/warning:")
-        st.caption(common.protocol_line(
-            1, f"{title}; sampling seed {seed}; {catalog.N_TEST_IMAGES:,}-image test set; "
+        st.caption(widgets.protocol_line(
+            1, f"{title}; sampling seed {seed}; {explorer.state.N_TEST_IMAGES:,}-image test set; "
             f"window grid {len(view['x_axis'])} × {len(view['y_axis'])}"))
 

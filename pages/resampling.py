@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import boot
+import explorer
+from iwae import figures
 
-boot.leave_legacy_run()  # before the torch import below
-
-from iwae import figures  # noqa: E402
-from pages import common  # noqa: E402
-
-cat, state = common.page_frame()
-_, labels = common.test_set()
+cat, state = explorer.page_frame()
+data, views, widgets = explorer.data, explorer.views, explorer.widgets
+_, labels = data.test_set()
 k, seed, ref = state.k, state.seed, state.image_ref
-title = common.image_title(ref, labels)
+title = widgets.image_title(ref, labels)
 
 
 def new_draws() -> None:
@@ -23,11 +20,11 @@ def new_draws() -> None:
 
 st.title("Resampling")
 st.markdown(
-    f"{common.N_RESAMPLE} latent draws for {title}, each decoded to its Bernoulli means: on the "
+    f"{views.N_RESAMPLE} latent draws for {title}, each decoded to its Bernoulli means: on the "
     f"left of each model, plain draws from $q(z|x)$; on the right, SIR draws at **K = {k}** (each from its own "
     "K proposals). Where $q$ reaches regions the decoder turns into other digits, SIR weights them away."
 )
-with common.math_expander(state):
+with widgets.math_expander(state):
     st.markdown("Sampling-importance-resampling (Cremer et al. 2017, Algorithm 1), repeated independently per draw:")
     st.latex(r"z_1,\dots,z_K \sim q(z|x), \quad \tilde w_k = \frac{w(z_k)}{\sum_j w(z_j)}, \quad "
              r"j \sim \mathrm{Categorical}(\tilde w), \quad \text{return } z_j \sim q_{IW}(z|x)")
@@ -35,30 +32,30 @@ with common.math_expander(state):
     st.latex(r"\hat x(z) = \mathrm{sigmoid}(f(z)), \qquad \bar x = \frac{1}{16}\sum_{r=1}^{16} \hat x(z^{(r)})")
 
 top = st.columns([1, 3])
-common.show_image(top[0], figures.digit_image(common.image_x(ref), 5), f"input: {title}")
+widgets.show_image(top[0], figures.digit_image(data.image_x(ref), 5), f"input: {title}")
 with top[1]:
     st.button("New draws", icon=":material/casino:", on_click=new_draws, key="new_draws",
               help="Fresh draws (a draw counter enters the seed); the sidebar seed makes them reproducible.")
     st.caption(f"Draw set {st.session_state.get('draw', 0)} with seed {seed}. K = 5000 takes a few seconds "
-               f"({common.N_RESAMPLE} × K decoder passes).")
+               f"({views.N_RESAMPLE} × K decoder passes).")
 
-for _side, col, name, ckpt in common.columns(cat, state):
-    key = common.model_key(ckpt)
+for _side, col, name, ckpt in widgets.columns(cat, state):
+    key = data.model_key(ckpt)
     with col:
-        with st.spinner(f"Drawing {common.N_RESAMPLE} × {k} proposals for {name}…"):
-            out = common.resample(ckpt.model, key, ref, seed, k, st.session_state.get("draw", 0))
+        with st.spinner(f"Drawing {views.N_RESAMPLE} × {k} proposals for {name}…"):
+            out = views.resample(ckpt.model, key, ref, seed, k, st.session_state.get("draw", 0))
         a, b = st.columns(2)
-        common.show_image(a, figures.tile_images(out["q_images"], cols=4, scale=2),
-                          f"{common.N_RESAMPLE} draws from q(z|x)")
-        common.show_image(b, figures.tile_images(out["sir_images"], cols=4, scale=2),
-                          f"{common.N_RESAMPLE} SIR draws at K = {k}")
+        widgets.show_image(a, figures.tile_images(out["q_images"], cols=4, scale=2),
+                          f"{views.N_RESAMPLE} draws from q(z|x)")
+        widgets.show_image(b, figures.tile_images(out["sir_images"], cols=4, scale=2),
+                          f"{views.N_RESAMPLE} SIR draws at K = {k}")
         c, d = st.columns(2)
-        common.show_image(c, figures.digit_image(figures.mean_image(out["q_images"]), 4), "mean image, q draws")
-        common.show_image(d, figures.digit_image(figures.mean_image(out["sir_images"]), 4),
+        widgets.show_image(c, figures.digit_image(figures.mean_image(out["q_images"]), 4), "mean image, q draws")
+        widgets.show_image(d, figures.digit_image(figures.mean_image(out["sir_images"]), 4),
                           f"mean image, SIR at K = {k}")
         st.markdown(
             f"Effective sample size of the K weights: **{out['ess']:.1f}** of {k} (mean over the "
-            f"{common.N_RESAMPLE} batches); distinct SIR draws: {out['distinct']} of {common.N_RESAMPLE}."
+            f"{views.N_RESAMPLE} batches); distinct SIR draws: {out['distinct']} of {views.N_RESAMPLE}."
         )
-        st.caption(common.protocol_line(1, f"{title}; seed {seed}, draw set "
+        st.caption(widgets.protocol_line(1, f"{title}; seed {seed}, draw set "
                                            f"{st.session_state.get('draw', 0)}; K = {k}"))

@@ -5,42 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import boot
+import explorer
+from iwae import toy, toy_figures
 
-boot.leave_legacy_run()  # before the torch import below
-
-from iwae import toy, toy_figures  # noqa: E402
-from pages import common  # noqa: E402
-
-PROGRESS_EVERY = 25  # Adam steps between progress-bar updates
-
-cat, state = common.page_frame()
+cat, state = explorer.page_frame()
+views, widgets = explorer.views, explorer.widgets
 seed = state.seed
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def fitted(target: str, k: int, seed: int) -> toy.GaussianFit:
-    """q fitted by L_K (K = 1: the ELBO). The progress bar is made in here, so a cache hit replays it
-    ending empty (elements made outside a cached function cannot be updated from inside it)."""
-    slot = st.empty()
-    what = "the ELBO" if k == 1 else f"the IWAE bound L_K, K = {k}"
-    label = toy.TARGETS[target].label.lower()
-    bar = slot.progress(0.0, text=f"Fitting q to the {label} by {what}…")
-
-    def on_step(step: int, total: int, bound: float) -> None:
-        if step % PROGRESS_EVERY == 0 or step == total:
-            bar.progress(step / total, text=f"Fitting q to the {label} by {what}: step {step:,} of {total:,}, "
-                                            f"bound {bound:.3f}")
-
-    fit = toy.fit_gaussian(target, k, seed=seed, on_step=on_step)
-    slot.empty()
-    return fit
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def toy_result(target: str, k: int, seed: int, _elbo_fit: toy.GaussianFit, _iwae_fit: toy.GaussianFit):
-    """Densities, distances and bounds on the window; the fits are the cached ones for (target, K, seed)."""
-    return toy.compare(target, k, seed, elbo_fit=_elbo_fit, iwae_fit=_iwae_fit)
 
 
 st.title("Toy targets")
@@ -62,7 +32,7 @@ k = c2.select_slider("K (importance samples) for the IWAE fit and for q_IW", opt
 t = toy.TARGETS[target]
 st.caption(f"{t.label}: {t.description}.")
 
-with common.math_expander(state):
+with widgets.math_expander(state):
     st.markdown("With an unnormalized target $\\tilde p(z) = Z\\,p(z)$ and weights $w(z) = \\tilde p(z)/q(z)$:")
     st.latex(r"\mathrm{ELBO} = \mathbb{E}_{q}[\log w(z)] = \log Z - \mathrm{KL}(q\,\|\,p), \qquad "
              r"\mathcal{L}_K = \mathbb{E}_{z_1..z_K \sim q}\Big[\log \frac1K \sum_{k=1}^K w(z_k)\Big] \le \log Z")
@@ -88,12 +58,12 @@ with common.math_expander(state):
 
 fits = st.container()
 with fits:
-    elbo_fit = fitted(target, 1, seed)
-    iwae_fit = fitted(target, k, seed)
+    elbo_fit = views.toy_fit(target, 1, seed)
+    iwae_fit = views.toy_fit(target, k, seed)
     with st.spinner("q and q_IW on the grid…"):
-        result = toy_result(target, k, seed, elbo_fit, iwae_fit)
+        result = views.toy_result(target, k, seed, elbo_fit, iwae_fit)
 
-st.plotly_chart(toy_figures.toy_figure(result), key="toy_figure", config=common.PLOTLY_CONFIG)
+st.plotly_chart(toy_figures.toy_figure(result), key="toy_figure", config=widgets.PLOTLY_CONFIG)
 st.caption(
     f"Colour: log density on one scale for all five panels, clipped to {toy_figures.DENSITY_SPAN:.0f} nats below "
     f"the highest maximum. White: each q's 2-sd ellipse; dotted: the target's contour "
@@ -127,9 +97,9 @@ rows = [
     ("∫ q_IW dz over the window", f"{e.mass_qiw:.4f}", f"{i.mass_qiw:.4f}",
      "self-check, not renormalized: ≈ 1 up to Monte Carlo error (= ∫ q at K = 1)"),
 ]
-left.markdown(common.numbers_markdown(rows, header=("quantity", "ELBO fit", "IWAE fit", "note")))
+left.markdown(widgets.numbers_markdown(rows, header=("quantity", "ELBO fit", "IWAE fit", "note")))
 with right:
-    st.plotly_chart(toy_figures.fit_trace_figure(result), key="toy_trace", config=common.PLOTLY_CONFIG)
+    st.plotly_chart(toy_figures.fit_trace_figure(result), key="toy_trace", config=widgets.PLOTLY_CONFIG)
     st.caption("The minibatch bound at every step of both fits; dashed: the exact log Z.")
 if max(abs(e.mass_qiw - 1), abs(i.mass_qiw - 1)) > 0.1:
     st.warning("An integral of q_IW is more than 10% from 1: its Monte Carlo estimate (the other K − 1 weights "

@@ -14,9 +14,8 @@ if str(ROOT) not in sys.path:  # plain `pytest` (not `python -m pytest`) does no
 
 import pytest  # noqa: E402
 
-from iwae.bounds import training_loss  # noqa: E402
-from iwae.data import binarize, load_digits  # noqa: E402
-from iwae.model import VAE, ModelConfig  # noqa: E402
+from iwae.data import load_digits  # noqa: E402
+from iwae.model import VAE  # noqa: E402
 
 # One thread: this machine has 2 cores shared with long training jobs, and two threads contending with them make small
 # models ~5-50x slower. Also makes every in-process run bit-for-bit reproducible. Override with IWAE_TEST_THREADS.
@@ -49,30 +48,12 @@ def digits_test_binary() -> torch.Tensor:
 
 @pytest.fixture(scope="session")
 def trained_digits_model(digits_train) -> VAE:
-    """A small IWAE (k=5) on digits, trained in-process for a few hundred Adam steps; frozen, eval mode.
-
-    Deterministic: fixed seeds for the weights, the minibatches, the binarization and the samples.
+    """A small IWAE (k=5) on digits, trained in-process for a few hundred Adam steps (each image once per epoch);
+    frozen, eval mode. Deterministic: fixed seeds for the weights, the minibatches, the binarization and the samples.
     """
-    torch.manual_seed(0)
-    model = VAE(ModelConfig(input_dim=64))
-    model.init_output_bias(digits_train.mean(0))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3, eps=1e-4)
-    gen = torch.Generator().manual_seed(0)
-    n = len(digits_train)
-    for step in range(DIGITS_TRAIN_STEPS):
-        if step % (n // 100) == 0:
-            perm = torch.randperm(n, generator=gen)
-        idx = perm[(step % (n // 100)) * 100 : (step % (n // 100) + 1) * 100]
-        x = binarize(digits_train[idx], gen)
-        loss, _ = training_loss(model, x, "iwae", 5, "standard", gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    return train_small_model("iwae", 5, DIGITS_TRAIN_STEPS, "epochs")
 
 
-# The posterior tests' shared fixtures (a small trained digits model; copies of the shipped checkpoints).
-from posterior_setup import small, subject  # noqa: E402, F401
+# The posterior tests' shared fixtures (a small trained digits model; copies of the shipped checkpoints) and the one
+# trainer of small test models.
+from posterior_setup import small, subject, train_small_model  # noqa: E402, F401

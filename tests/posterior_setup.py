@@ -46,20 +46,35 @@ def _memo(request, key: str, make):
     return memo[key]
 
 
-def _train_small() -> Setup:
+def train_small_model(objective: str, k: int, steps: int, minibatches: str) -> VAE:
+    """The tests' one trainer: a VAE (784 -> 64 inputs) on binarized sklearn digits, Adam (lr 3e-3, eps 1e-4),
+    minibatches of 100 binarized afresh, fixed seeds; frozen in eval mode. ``minibatches``: "epochs" (a new
+    permutation every epoch) or "random" (100 indices drawn with replacement each step)."""
     torch.manual_seed(0)
     train = load_digits("train").images
     model = VAE(ModelConfig(input_dim=64))
     model.init_output_bias(train.mean(0))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3, eps=1e-4)
     gen = _gen(0)
-    for _ in range(SMALL_TRAIN_STEPS):
-        xb = binarize(train[torch.randint(len(train), (100,), generator=gen)], gen)
-        loss, _ = training_loss(model, xb, "vae", 1, generator=gen)
+    per_epoch = len(train) // 100
+    for step in range(steps):
+        if minibatches == "epochs":
+            if step % per_epoch == 0:
+                perm = torch.randperm(len(train), generator=gen)
+            idx = perm[(step % per_epoch) * 100 : (step % per_epoch + 1) * 100]
+        elif minibatches == "random":
+            idx = torch.randint(len(train), (100,), generator=gen)
+        else:
+            raise ValueError(minibatches)
+        loss, _ = training_loss(model, binarize(train[idx], gen), objective, k, "standard", gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    model.eval().requires_grad_(False)
+    return model.eval().requires_grad_(False)
+
+
+def _train_small() -> Setup:
+    model = train_small_model("vae", 1, SMALL_TRAIN_STEPS, "random")
     x = torch.bernoulli(load_digits("test").images, generator=_gen(7))
     return Setup("digits", model, quad.global_grid(model), x)
 

@@ -1,5 +1,7 @@
 """The Streamlit explorer run headless with AppTest, every page through app.py as a browser runs it
-(sidebar present), plus the catalogue logic behind it (iwae/catalog.py).
+(sidebar present), plus the logic behind it without Streamlit: the checkpoint folder (iwae/catalog.py), the view
+state and its URL form (explorer/state.py), the metadata tables (explorer/results.py), the seeds (iwae/rng.py), and
+the Streamlit internals that explorer/legacy.py relies on.
 
 Checkpoints are small synthetic files in a temporary folder (``IWAE_CHECKPOINT_DIR``): deterministic,
 independent of training runs rewriting checkpoints/, and loaded through the same code as real ones.
@@ -8,8 +10,14 @@ independent of training runs rewriting checkpoints/, and loaded through the same
 from __future__ import annotations
 
 import base64
+import dataclasses
+import inspect
 import json
+import os
 import shutil
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +25,10 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from explorer import data as explorer_data
+from explorer import legacy, results, threads
+from explorer import state as view
+from explorer.presets import INSTRUCTIVE_FILE
 from iwae import catalog, image_ref, testset
 from iwae.checkpoints import save_checkpoint
 from iwae.model import VAE, ModelConfig
@@ -266,7 +278,7 @@ def test_every_digit_filter(app):
     _, labels = testset.load()
     at = app()
     _open(at, "pages/latent.py")
-    for d in catalog.DIGIT_CHOICES:
+    for d in view.DIGIT_CHOICES:
         at.sidebar.selectbox(key="digit").set_value(d).run()
         _assert_frame(at)
         index = at.sidebar.number_input(key="image").value
@@ -296,7 +308,7 @@ def test_invalid_url_values_fall_back_with_warnings(app):
     assert len(at.warning) == 6
     assert at.sidebar.selectbox(key="model_a").value == "vae-k1"
     assert at.sidebar.number_input(key="image").value == 0
-    assert at.sidebar.select_slider(key="K").value == catalog.DEFAULT_K
+    assert at.sidebar.select_slider(key="K").value == view.DEFAULT_K
     assert at.query_params["image"] == "0"  # the URL is rewritten with valid values
     _open(at, "pages/posteriors.py")
     assert not at.warning  # said once
@@ -404,7 +416,7 @@ def test_digit_page_without_a_digit_says_so(app):
     at = app({"image": "5"})
     _open(at, "pages/digit.py")
     assert any("No digit of yours yet" in i.value and "#5" in i.value for i in at.info)
-    assert at.button(key="use_drawing") is not None
+    assert at.button(key="use_drawing").label == "Use this drawing"
 
 
 def test_digit_page_with_a_digit_shows_both_models(app):
@@ -490,7 +502,7 @@ def test_one_corrupt_checkpoint_is_reported_and_the_others_work(model_dir, tmp_p
 def test_instructive_presets_when_present(model_dir, tmp_path, monkeypatch):
     for f in model_dir.glob("*.safetensors"):
         shutil.copy(f, tmp_path / f.name)
-    (tmp_path / catalog.INSTRUCTIVE_FILE).write_text(json.dumps(
+    (tmp_path / INSTRUCTIVE_FILE).write_text(json.dumps(
         {"multimodal": [3, 20000], "largest_gap": [11], "vae_iwae_disagree": "oops", "protocol": "test presets"}))
     monkeypatch.setenv(catalog.CHECKPOINT_DIR_ENV, str(tmp_path))
     at = AppTest.from_file(str(APP), default_timeout=60).run()
@@ -519,7 +531,9 @@ def test_discover_skips_training_state_and_temporary_files(model_dir, tmp_path):
     assert catalog.discover(tmp_path / "missing") == []
 
 
-def test_load_all_collects_errors(model_dir, tmp_path):
+def test_load_catalog_collects_errors(model_dir, tmp_path):
+    """The app's own loading (explorer.data.load_catalog, cached per path and mtime): a broken file and a model the
+    explorer cannot show are reported, the good model loads."""
     shutil.copy(model_dir / "vae-k1.safetensors", tmp_path / "vae-k1.safetensors")
     (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 100)
     torch.manual_seed(0)
@@ -527,7 +541,7 @@ def test_load_all_collects_errors(model_dir, tmp_path):
     meta = _metadata("iwae", 5, {})
     meta["config"] = small.config.to_dict()
     save_checkpoint(small, meta, tmp_path / "digits.safetensors")
-    cat = catalog.load_all(tmp_path)
+    cat = explorer_data.load_catalog(tmp_path)
     assert cat.names == ["vae-k1"]
     assert set(cat.errors) == {"broken", "digits"}
     assert "64-pixel" in cat.errors["digits"] and str(tmp_path / "broken.safetensors") in cat.errors["broken"]
@@ -535,28 +549,97 @@ def test_load_all_collects_errors(model_dir, tmp_path):
 
 def test_query_round_trip_and_defaults():
     names = ["iwae-k5", "iwae-k50", "vae-k1"]
-    state, warnings = catalog.parse_query({}, names)
+    state, warnings = view.parse_query({}, names)
     assert (state.model_a, state.model_b, state.image, state.k, state.seed) == ("vae-k1", "iwae-k50", 0, 50, 0)
     assert not warnings
-    state = catalog.ViewState("iwae-k5", "vae-k1", 9999, "3", 5000, 123, True)
-    again, warnings = catalog.parse_query(catalog.to_query(state), names)
+    state = view.ViewState("iwae-k5", "vae-k1", 9999, "3", 5000, 123, True)
+    again, warnings = view.parse_query(view.to_query(state), names)
     assert again == state and not warnings
-    _, warnings = catalog.parse_query({"k": ["5", "nope"], "image": "-3", "seed": str(2**40)}, names)
+    _, warnings = view.parse_query({"k": ["5", "nope"], "image": "-3", "seed": str(2**40)}, names)
     assert len(warnings) == 3  # the last of a repeated key counts
-    assert catalog.default_models(["only"]) == ("only", "only")
-    assert catalog.default_models(["iwae-k5", "vae-k50"]) == ("iwae-k5", "vae-k50")
+    assert view.default_models(["only"]) == ("only", "only")
+    assert view.default_models(["iwae-k5", "vae-k50"]) == ("iwae-k5", "vae-k50")
 
 
-def test_train_command_and_stable_seed():
+def test_train_command():
     expected = "python -m iwae.train --objective vae --k 1 --out checkpoints/vae-k1.safetensors"
-    assert catalog.train_command("vae-k1") == expected
-    assert "--objective iwae --k 50" in catalog.train_command("something-else")
-    assert catalog.train_command("iwae-k50-dreg") == ("python -m iwae.train --objective iwae --k 50 --estimator dreg "
+    assert results.train_command("vae-k1") == expected
+    assert "--objective iwae --k 50" in results.train_command("something-else")
+    assert results.train_command("iwae-k50-dreg") == ("python -m iwae.train --objective iwae --k 50 --estimator dreg "
                                                       "--out checkpoints/iwae-k50-dreg.safetensors")
-    assert "dreg" not in catalog.train_command("vae-k1-dreg")  # DReG is an IWAE estimator
-    assert catalog.stable_seed(1, "pool", 3) == catalog.stable_seed(1, "pool", 3)
-    assert catalog.stable_seed(1, "pool", 3) != catalog.stable_seed(1, "pool", 4)
-    assert 0 <= catalog.stable_seed("x") < 2**64
+    assert "dreg" not in results.train_command("vae-k1-dreg")  # DReG is an IWAE estimator
+
+
+SEED_PROBE = """
+import json, sys, torch
+from iwae.rng import generator, stable_seed
+parts = (1, "pool", 3)
+print(json.dumps({"seed": stable_seed(*parts), "draws": torch.rand(4, generator=generator(*parts)).tolist(),
+                  "hash": hash("pool")}))
+"""
+
+
+def test_stable_seed_is_the_same_in_every_process():
+    """The property claimed: equal parts give equal seeds and draws in other processes, whose string hashes differ
+    (a seed built on Python's hash would fail here)."""
+    from iwae.rng import stable_seed
+
+    runs = []
+    for salt in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", SEED_PROBE], cwd=ROOT, capture_output=True, text=True, check=True,
+                             env=os.environ | {"PYTHONHASHSEED": salt})
+        runs.append(json.loads(out.stdout))
+    assert runs[0]["hash"] != runs[1]["hash"]  # the two processes really salt strings differently
+    assert runs[0]["seed"] == runs[1]["seed"] == stable_seed(1, "pool", 3)
+    assert runs[0]["draws"] == runs[1]["draws"]
+    assert stable_seed(1, "pool", 3) != stable_seed(1, "pool", 4) and 0 <= stable_seed("x") < 2**64
+
+
+def test_every_script_run_flushes_denormals():
+    """The setting belongs to the thread, and Streamlit runs each script run in a new thread: a fresh thread computes
+    denormals until explorer.threads.start_script_run (what every run calls first) flushes them to zero."""
+    seen = {}
+
+    def script_run() -> None:
+        tiny = torch.tensor([1e-38], dtype=torch.float32)
+        seen["before"] = (tiny / 10).item()
+        threads.start_script_run()
+        seen["after"] = (tiny / 10).item()
+
+    worker = threading.Thread(target=script_run)
+    worker.start()
+    worker.join()
+    assert seen["before"] > 0  # a fresh thread: 1e-39 is a denormal, kept
+    assert seen["after"] == 0.0
+
+
+def test_the_streamlit_internals_of_the_deep_link_hand_over(tmp_path):
+    """explorer/legacy.py is the one module that reaches into Streamlit; this fails the day an upgrade changes what it
+    relies on: (1) a folder named pages/ beside the entrypoint switches the server to the legacy handling, decided
+    once in the class attribute ``PagesManager.uses_pages_directory``, (2) the script runner runs a page file alone
+    while it is set, (3) st.navigation clears it as legacy.leave_legacy_mode does, (4) the run context names the
+    entrypoint as its main script."""
+    from streamlit.commands import navigation
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import script_runner
+    from streamlit.runtime.scriptrunner_utils.script_run_context import ScriptRunContext
+
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "app.py").write_text("")
+    saved = PagesManager.uses_pages_directory
+    try:
+        PagesManager.uses_pages_directory = None
+        PagesManager(str(tmp_path / "app.py"))
+        assert PagesManager.uses_pages_directory is True  # (1)
+        legacy.leave_legacy_mode()
+        assert PagesManager.uses_pages_directory is False
+    finally:
+        PagesManager.uses_pages_directory = saved
+    runner = inspect.getsource(script_runner)
+    assert "if PagesManager.uses_pages_directory:" in runner and "_mpa_v1(self._main_script_path)" in runner  # (2)
+    assert "PagesManager.uses_pages_directory = False" in inspect.getsource(navigation.navigation)  # (3)
+    assert "main_script_path" in {f.name for f in dataclasses.fields(ScriptRunContext)}  # (4)
+    assert legacy.main_script() is None  # outside a script run
 
 
 def test_a_page_file_run_without_the_entrypoint_draws_the_frame(app, model_dir):

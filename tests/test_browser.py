@@ -159,12 +159,13 @@ def _healthy(url: str) -> bool:
 def _checkpoint_snapshot(folder: Path) -> list[str]:
     """Copy the model checkpoints (not training states), the instructive-image presets and the gradient-SNR file
     into ``folder``; write two small untrained models when there are none. Returns the model names."""
+    from explorer.presets import INSTRUCTIVE_FILE
     from iwae import catalog
 
     source = ROOT / "checkpoints"
     for path in catalog.discover(source):
         shutil.copy2(path, folder / path.name)
-    for extra in (source / catalog.INSTRUCTIVE_FILE, source / "gradient-snr.json"):  # presets, the SNR figure
+    for extra in (source / INSTRUCTIVE_FILE, source / "gradient-snr.json"):  # presets, the SNR figure
         if extra.is_file():
             shutil.copy2(extra, folder / extra.name)
     if not catalog.discover(folder):
@@ -595,7 +596,7 @@ def _assert_k_shown(browser, k: int) -> None:
 
 def test_k_slider_keyboard(browser):
     """K moved with the keyboard on the slider thumb: the posteriors page redraws at the new K."""
-    from iwae.catalog import K_CHOICES
+    from explorer.state import K_CHOICES
 
     open_page(browser, "posteriors")
     k0 = sidebar_state(browser.page)["k"]
@@ -635,7 +636,7 @@ def test_state_kept_across_pages(browser, server):
 
 def test_deep_link_restores_state(browser, server):
     """A shared URL opens the same models, image and K (a new session in a new tab)."""
-    from iwae.catalog import K_CHOICES
+    from explorer.state import K_CHOICES
 
     page = browser.page.context.new_page()
     try:

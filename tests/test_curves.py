@@ -16,13 +16,14 @@ from posterior_setup import (
     _gen,
 )
 
+from explorer.state import K_CHOICES as KS  # the app's K slider
 from iwae import quadrature as quad
 from iwae.bounds import sample_log_weights
-from iwae.curves import DEFAULT_KS, bound_curve
+from iwae.curves import bound_curve
 
 # --- helpers --------------------------------------------------------------------------------------------------------
 
-N_SAMPLES = 20_000  # bound_curve's default; every K of DEFAULT_KS divides it
+N_SAMPLES = 20_000  # bound_curve's default; every K of KS divides it
 
 
 def _log_px(s: Setup, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,8 +53,8 @@ def test_bound_curve_below_log_px_and_rising(subject):
     - L_1 is exactly the mean of all 20,000 log weights (the same draws, regenerated from the seed)."""
     n = 8 if subject.name == "digits" else 4
     x = subject.x[:n]
-    curve = bound_curve(subject.model, x, DEFAULT_KS, N_SAMPLES, _gen(1))
-    assert curve.ks == list(DEFAULT_KS) and curve.blocks == [N_SAMPLES // k for k in DEFAULT_KS]
+    curve = bound_curve(subject.model, x, KS, N_SAMPLES, _gen(1))
+    assert curve.ks == list(KS) and curve.blocks == [N_SAMPLES // k for k in KS]
     log_px, err = _log_px(subject, x)
     target = log_px.mean().item() + err.max().item() + 0.01
     for j, k in enumerate(curve.ks):

@@ -13,6 +13,16 @@ from iwae import figures, latent, posterior, quadrature
 from iwae.model import VAE, ModelConfig
 
 
+def scatter_points(fig) -> int:
+    """Number of test points in a latent scatter (the per-digit traces only)."""
+    return sum(len(t.x) for t in fig.data if t.meta == figures.DIGIT_META)
+
+
+def density_traces(*figs) -> list:
+    """The density heatmaps of posterior figures, in order (q, p, q_IW for posterior_figures' pair)."""
+    return [t for fig in figs for t in fig.data if t.type == "heatmap" and t.meta == "density"]
+
+
 @pytest.fixture(scope="module")
 def latent_points():
     rng = np.random.default_rng(0)
@@ -28,7 +38,7 @@ def test_latent_scatter_has_one_webgl_trace_per_digit_and_every_point(latent_poi
     digit_traces = [t for t in fig.data if t.meta == figures.DIGIT_META]
     assert len(digit_traces) == 10
     assert all(t.type == "scattergl" for t in fig.data)
-    assert figures.scatter_points(fig) == 10_000
+    assert scatter_points(fig) == 10_000
     # each trace holds exactly its digit's points, and customdata maps back to test indices
     for d, t in enumerate(digit_traces):
         np.testing.assert_array_equal(np.asarray(t.customdata), np.flatnonzero(labels == d))
@@ -98,10 +108,10 @@ def test_manifold_figure_places_the_picture_in_latent_coordinates(latent_points)
     (x0, x1), (y0, y1) = figures.manifold_extent(n, x_range, y_range)
     assert (img.x, img.y, img.sizex, img.sizey) == pytest.approx((x0, y1, x1 - x0, y1 - y0))
     assert x0 == pytest.approx(-2.5) and y1 == pytest.approx(3.5)  # half a tile beyond the tile centres
-    assert figures.scatter_points(plain) == 0
+    assert scatter_points(plain) == 0
     assert tuple(plain.layout.xaxis.range) == pytest.approx((x0, x1))
     overlaid = figures.manifold_figure(picture, n, x_range, y_range, mu=mu, labels=labels, chosen=0)
-    assert figures.scatter_points(overlaid) == 10_000
+    assert scatter_points(overlaid) == 10_000
 
 
 def _fake_density(n=40, centre=(0.0, 0.0), scale=1.0):
@@ -118,7 +128,7 @@ def test_posterior_panels_share_one_colour_scale_and_the_window():
     log_qiw[0, 0] = -np.inf  # must not leave a blank cell
     fixed, moving = figures.posterior_figures(axis, axis, log_q, log_qiw, log_p, k=50, q_draws=np.zeros((7, 2)),
                                               sir_draws=np.ones((9, 2)), mu=np.array([0.5, 0.0]))
-    heatmaps = figures.density_traces(fixed, moving)
+    heatmaps = density_traces(fixed, moving)
     assert [t.name for t in heatmaps] == ["q", "p", "q_iw"]
     assert len({t.zmin for t in heatmaps}) == 1 and len({t.zmax for t in heatmaps}) == 1
     assert heatmaps[0].zmax == pytest.approx(log_p.max())
@@ -168,7 +178,7 @@ def test_posterior_figure_from_a_real_image_grid():
         log_qiw = posterior.log_q_iw(g, pool, k, n_draws=16, generator=torch.Generator().manual_seed(2))
         fig, moving = figures.posterior_figures(g.x_axis, g.y_axis, g.to_image(g.log_q), g.to_image(log_qiw),
                                                 g.to_image(g.log_posterior), k)
-        heatmaps = figures.density_traces(fig, moving)
+        heatmaps = density_traces(fig, moving)
         assert len(heatmaps) == 3
         assert len({(t.zmin, t.zmax) for t in heatmaps}) == 1
         assert np.asarray(heatmaps[0].z).shape == (48, 48)
@@ -220,11 +230,26 @@ def test_knn_accuracy(latent_points):
 
 
 def test_unresolved_q_gets_its_ellipse():
+    """posterior.q_resolved decides (one rule for the estimator and the picture); the figures draw q's exact 2-sd
+    ellipse on the q and contour panels when it says the grid does not resolve q."""
     axis, log_q = _fake_density()
     mu = np.array([1.0, -1.0])
-    narrow = figures.posterior_figures(axis, axis, log_q, log_q, log_q, k=1, mu=mu, sigma=np.array([0.01, 0.2]))
+    narrow = figures.posterior_figures(axis, axis, log_q, log_q, log_q, k=1, mu=mu, sigma=np.array([0.01, 0.2]),
+                                       q_resolved=False)
     ellipses = [t for fig in narrow for t in fig.data if t.meta == "ellipse"]
     assert len(ellipses) == 2
     assert max(ellipses[0].x) == pytest.approx(1.02) and min(ellipses[0].y) == pytest.approx(-1.4, abs=1e-3)
     wide = figures.posterior_figures(axis, axis, log_q, log_q, log_q, k=1, mu=mu, sigma=np.array([1.0, 1.0]))
     assert not [t for fig in wide for t in fig.data if t.meta == "ellipse"]
+
+
+def test_q_resolved_is_two_cells_per_standard_deviation():
+    """The rule's threshold: each standard deviation of q spans at least RESOLVED_CELLS grid cells."""
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(hidden_dim=16)).eval()
+    x = (torch.rand(784, generator=torch.Generator().manual_seed(1)) < 0.2).float()
+    g = posterior.image_grid(model, quadrature.global_grid(model, half_width=4.0, spacing=0.2), x, resolution=48)
+    h = g.spacing * posterior.RESOLVED_CELLS
+    for sigma, resolved in (((h, h), True), ((h * 1.01, h * 5), True), ((h * 0.99, h * 5), False)):
+        g.sigma = torch.tensor(sigma, dtype=torch.float64)
+        assert posterior.q_resolved(g) is resolved, sigma

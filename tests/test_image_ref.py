@@ -1,11 +1,12 @@
-"""The user's own digit carried by value (iwae/image_ref.py) and through the URL state (iwae/catalog.py)."""
+"""The user's own digit carried by value (iwae/image_ref.py) and through the URL state (iwae/view.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from iwae import catalog, image_ref
+from explorer import state as view
+from iwae import image_ref
 
 NAMES = ["vae-k1", "iwae-k50"]
 
@@ -44,15 +45,15 @@ def test_decoding_refuses_malformed_codes():
 
 def test_the_view_state_carries_an_own_digit_through_the_url():
     code = image_ref.encode_digit(_digit(3))
-    state, warnings = catalog.parse_query({"x": code, "image": "12"}, NAMES)
+    state, warnings = view.parse_query({"x": code, "image": "12"}, NAMES)
     assert warnings == [] and state.own == code and state.image == 12
     assert state.image_ref == code  # the own digit wins; the test index is kept to go back to
-    assert catalog.parse_query(catalog.to_query(state), NAMES)[0] == state
-    plain, _ = catalog.parse_query({"image": "12"}, NAMES)
-    assert plain.image_ref == 12 and "x" not in catalog.to_query(plain)
+    assert view.parse_query(view.to_query(state), NAMES)[0] == state
+    plain, _ = view.parse_query({"image": "12"}, NAMES)
+    assert plain.image_ref == 12 and "x" not in view.to_query(plain)
 
 
 def test_a_bad_digit_code_in_the_url_falls_back_with_a_warning():
-    state, warnings = catalog.parse_query({"x": "u" + "A" * 10, "image": "4"}, NAMES)
+    state, warnings = view.parse_query({"x": "u" + "A" * 10, "image": "4"}, NAMES)
     assert state.own is None and state.image_ref == 4
     assert len(warnings) == 1 and "URL parameter x=" in warnings[0] and "test image #4" in warnings[0]

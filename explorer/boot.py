@@ -1,6 +1,10 @@
-"""The first lines of app.py and of every page: only Streamlit, plotly and pandas are imported here, so both run
-before the torch import (~1.4 s) that pages/common.py and iwae/ bring. Not a page (app.py's navigation does not
-list it)."""
+"""What runs before the torch import (~1.4 s): only Streamlit, plotly and pandas are imported here.
+
+- ``ICON``: the page icon, a file shipped in the repository (no request leaves the server: an offline classroom
+  sees it too);
+- ``warm_up_browser``: on a session's first run, an empty WebGL chart sent before the torch import;
+- ``hand_over_legacy_run``: a page file run without app.py (a fresh server's first deep link) runs app.py instead.
+"""
 
 from __future__ import annotations
 
@@ -13,28 +17,25 @@ from pathlib import Path
 import pandas  # noqa: F401
 import plotly.graph_objects as go
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
+from . import legacy
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app.py"
+ICON = str(Path(__file__).resolve().parent / "icon.png")
 FRAME_FLAG = "_frame_active"  # True in session state while app.py runs a page inside its frame
 _WARMED = "_browser_warmed"
 
 
-def leave_legacy_run() -> None:
-    """A fresh server's first run of a deep link (say /latent) goes through Streamlit's legacy handling of a
-    folder named pages/: it finds pages/latent.py by its file name and runs it without app.py, and only
-    st.navigation (in app.py) turns that handling off. Turn it off here, run app.py in this same run (its
-    st.navigation finds the page by its URL path and runs it inside the frame, as it does for the home page on
-    this path), then stop: no "Page not found" dialog, the sidebar drawn, the URL's state read as usual. Every
-    session that opened before the handling was off takes this path once. Does nothing when app.py runs the
-    page, or when the page file itself is the script being run."""
-    if st.session_state.get(FRAME_FLAG):
+def hand_over_legacy_run() -> None:
+    """In a legacy run of a page file (see ``explorer.legacy``), switch the legacy handling off, run app.py in this
+    same run (its st.navigation finds the page by its URL path and runs it inside the frame, as for any other run),
+    then stop: no "Page not found" dialog, the sidebar drawn, the URL's state read as usual. Every session that
+    opened before the handling was off takes this path once. Does nothing when app.py runs the page, or when the
+    page file itself is the script being run."""
+    if st.session_state.get(FRAME_FLAG) or legacy.main_script() != APP:
         return
-    ctx = get_script_run_ctx()
-    if ctx is None or Path(ctx.main_script_path).resolve() != APP:
-        return
-    PagesManager.uses_pages_directory = False  # what st.navigation sets (Streamlit 1.67)
+    legacy.leave_legacy_mode()
     runpy.run_path(str(APP), run_name="__main__")
     st.stop()
 

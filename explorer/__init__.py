@@ -1,0 +1,45 @@
+"""The Streamlit side of the explorer: everything between the core package ``iwae`` (mathematics and file formats,
+no Streamlit) and the page scripts in ``pages/`` (layout only).
+
+One module a job:
+- ``boot``: what runs before the torch import (the page icon, the browser warm-up, handing a legacy run to app.py);
+- ``legacy``: the one place that touches Streamlit internals (a fresh server's first deep link);
+- ``threads``: torch's threads and denormal flushing for the app's computations;
+- ``state``: the view state shared by every page and its URL form (no Streamlit);
+- ``results``, ``presets``: what the checkpoints' metadata and the preset file say, as the pages show it (no
+  Streamlit);
+- ``data``: the checkpoint catalogue and the test set, cached;
+- ``sidebar``: the shared sidebar widgets and their callbacks;
+- ``frame``: what every run draws around a page (sidebar, notices, or what is missing);
+- ``widgets``: small display helpers the pages share;
+- ``views``: the cached computations behind the pages (pure functions of small keys around ``iwae``).
+
+``import explorer`` loads no torch: each submodule loads on first use (``explorer.views`` ...), so that a page's first
+statement, ``explorer.page_frame()``, can hand a fresh server's first deep link to app.py before torch is imported
+(app.py then sends the browser warm-up first; see ``boot``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+SUBMODULES = ("boot", "data", "frame", "legacy", "presets", "results", "sidebar", "state", "threads", "views",
+              "widgets")
+
+
+def __getattr__(name: str):
+    if name in SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def page_frame():
+    """The first statement of every page: (catalog, view state). Hands a legacy run of the page file to app.py
+    (``boot.hand_over_legacy_run``, before anything imports torch), then returns the frame app.py drew, or draws it
+    when the page file runs on its own. Stops the page when nothing can be shown."""
+    from . import boot
+
+    boot.hand_over_legacy_run()
+    from . import frame
+
+    return frame.page_frame()

@@ -1,0 +1,202 @@
+"""The cached computations behind the pages: pure functions of small keys around the core package.
+
+- computed arrays: ``st.cache_data`` with small keys (model key = path@mtime, image reference, K, seed) and
+  ``max_entries``; models are passed as ``_``-prefixed arguments, never hashed;
+- shared read-only objects (the global quadrature grid, the K-independent posterior figure): ``st.cache_resource``.
+No mathematics here: every number comes from iwae.latent / posterior / sir / curves / quadrature / toy, every random
+stream from ``iwae.rng.generator`` named by its purpose and keys.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+import torch
+
+from iwae import curves, figures, image_ref, latent, posterior, quadrature, sir, toy
+from iwae.image_ref import ImageRef
+from iwae.rng import generator
+
+from .data import image_x, test_set
+from .state import K_CHOICES
+
+N_SIR_OVERLAY = 100  # SIR draws overlaid on the posterior plots
+N_Q_OVERLAY = 100
+IMAGE_CURVE_SAMPLES = 20_000  # draws from q behind the one-image L_K curve (4 blocks at K = 5000)
+SUBSET_CURVE_SAMPLES = 5_000  # per image, for the subset average
+N_RESAMPLE = 16
+SUBSET_CHOICES = (10, 20, 50, 100)
+DEFAULT_SUBSET = 50
+TOY_PROGRESS_EVERY = 25  # Adam steps between progress-bar updates of a toy fit
+
+# ------------------------------------------------------------------------------------------------
+# Trained models (all pure functions of their small keys)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def latent_means(_model, key: str) -> tuple[np.ndarray, np.ndarray]:
+    images, _ = test_set()
+    mu, sd = latent.latent_means(_model, images)
+    return mu.numpy(), sd.numpy()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def image_mean(_model, key: str, ref: ImageRef) -> np.ndarray:
+    """The encoder mean mu(x) (2,) of the chosen image (test or own)."""
+    if not image_ref.is_own_digit(ref):
+        return latent_means(_model, key)[0][ref]
+    mu, _ = latent.latent_means(_model, image_x(ref)[None])
+    return mu[0].numpy()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def manifold(_model, key: str, n: int, x_range: tuple, y_range: tuple) -> np.ndarray:
+    return latent.decoded_manifold(_model, n, x_range, y_range, side=28).numpy()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def decode(_model, key: str, z1: float, z2: float) -> np.ndarray:
+    return latent.decode_means(_model, torch.tensor([[z1, z2]], dtype=torch.float32))[0].numpy()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def knn_accuracy(_model, key: str) -> float:
+    mu, _ = latent_means(_model, key)
+    _, labels = test_set()
+    return latent.knn_accuracy(mu, labels)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def global_grid(_model, key: str) -> quadrature.GlobalGrid:
+    """~80 MB per model: shared by every image and session."""
+    return quadrature.global_grid(_model)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def image_grid(_model, key: str, ref: ImageRef) -> posterior.ImageGrid:
+    return posterior.image_grid(_model, global_grid(_model, key), image_x(ref))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def proposal_pool(_model, key: str, ref: ImageRef, seed: int) -> posterior.Pool:
+    size = posterior.pool_size_for(max(K_CHOICES))
+    return posterior.proposal_pool(_model, image_x(ref), size, generator(seed, "pool", ref))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def posterior_view(_model, key: str, ref: ImageRef) -> dict:
+    """Per image, independent of K: the window, log q and log p(z|x) images, TV and KL of q."""
+    g = image_grid(_model, key, ref)
+    return {
+        "x_axis": g.x_axis.numpy(),
+        "y_axis": g.y_axis.numpy(),
+        "log_q": g.to_image(g.log_q).astype(np.float32),
+        "log_p": g.to_image(g.log_posterior).astype(np.float32),
+        "log_px": g.log_px,
+        "log_px_error": g.log_px_error,
+        "mu": g.mu.numpy(),
+        "sigma": g.sigma.numpy(),
+        "mass_q": g.mass(g.log_q),
+        "mass_p": g.mass(g.log_posterior),
+        "tv_q": posterior.total_variation(g.log_posterior, g.log_q, g.log_area),
+        "kl_q": posterior.kl_divergence(g.log_posterior, g.log_q, g.log_area),
+        "q_resolved": posterior.q_resolved(g),
+    }
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def qiw_view(_model, key: str, ref: ImageRef, seed: int, k: int) -> dict:
+    """Per K: log q_IW on the image's window (shared pool and grid), its integral, TV and KL to p."""
+    g = image_grid(_model, key, ref)
+    pool = proposal_pool(_model, key, ref, seed)
+    log_qiw, others = posterior.log_q_iw_for_display(g, pool, k, generator(seed, "qiw", ref, k))
+    return {
+        "others": others,
+        "log_qiw": g.to_image(log_qiw).astype(np.float32),
+        "mass": g.mass(log_qiw),
+        "tv": posterior.total_variation(g.log_posterior, log_qiw, g.log_area),
+        "kl": posterior.kl_divergence(g.log_posterior, log_qiw, g.log_area),
+    }
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def sir_overlay(_model, key: str, ref: ImageRef, seed: int, k: int) -> dict:
+    """SIR draws for the posterior overlay, resampled from the image's pool of q draws (no decoder call)."""
+    pool = proposal_pool(_model, key, ref, seed)
+    draws = sir.sir_from_pool(pool.z, pool.log_w, k, N_SIR_OVERLAY, generator(seed, "sir-overlay", ref, k))
+    return {"z": draws.z.numpy(), "ess": float(draws.ess.double().mean()), "shared": not draws.independent}
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def q_overlay(_model, key: str, ref: ImageRef, seed: int) -> np.ndarray:
+    return sir.q_samples(_model, image_x(ref), N_Q_OVERLAY, generator(seed, "q-overlay", ref)).numpy()
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def posterior_fixed_figure(_model, key: str, ref: ImageRef, seed: int):
+    """The (q | p) figure of the Posteriors page, built once per model, image and seed: a K change then builds
+    only the K figure (each costs ~20 ms of plotly validation). Shared read-only: st.plotly_chart copies it."""
+    view = posterior_view(_model, key, ref)
+    return figures.posterior_fixed_figure(view["x_axis"], view["y_axis"], view["log_q"], view["log_p"],
+                                          q_draws=q_overlay(_model, key, ref, seed), mu=view["mu"],
+                                          sigma=view["sigma"], q_resolved=view["q_resolved"])
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def image_curve(_model, key: str, ref: ImageRef, seed: int) -> curves.BoundCurve:
+    """L_K for every K of the slider, for one image, from IMAGE_CURVE_SAMPLES draws."""
+    return curves.bound_curve(_model, image_x(ref)[None], K_CHOICES, IMAGE_CURVE_SAMPLES,
+                              generator(seed, "image-curve", ref))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def subset_curve(_model, key: str, n_images: int, seed: int) -> dict:
+    """L_K averaged over the first n test images, and their mean quadrature log p(x)."""
+    images, _ = test_set()
+    x = images[:n_images]
+    curve = curves.bound_curve(_model, x, K_CHOICES, SUBSET_CURVE_SAMPLES, generator(seed, "subset", n_images))
+    log_px, err = quadrature.log_px_batch(_model, global_grid(_model, key), x)
+    return {"curve": curve, "log_px": float(log_px.mean()), "max_error": float(err.max())}
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def resample(_model, key: str, ref: ImageRef, seed: int, k: int, draw: int) -> dict:
+    """Decoded means of N_RESAMPLE plain q draws and of N_RESAMPLE independent SIR draws at K."""
+    x = image_x(ref)
+    zq = sir.q_samples(_model, x, N_RESAMPLE, generator(seed, "resample-q", ref, draw))
+    draws = sir.sir_sample(_model, x, k, N_RESAMPLE, generator(seed, "resample-sir", ref, k, draw))
+    return {
+        "q_images": latent.decode_means(_model, zq).numpy(),
+        "sir_images": latent.decode_means(_model, draws.z).numpy(),
+        "ess": float(draws.ess.double().mean()),
+        "distinct": int(len(torch.unique(draws.z, dim=0))),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Toy targets (no model)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def toy_fit(target: str, k: int, seed: int) -> toy.GaussianFit:
+    """q fitted by L_K (K = 1: the ELBO). The progress bar is made in here, so a cache hit replays it
+    ending empty (elements made outside a cached function cannot be updated from inside it)."""
+    slot = st.empty()
+    what = "the ELBO" if k == 1 else f"the IWAE bound L_K, K = {k}"
+    label = toy.TARGETS[target].label.lower()
+    bar = slot.progress(0.0, text=f"Fitting q to the {label} by {what}…")
+
+    def on_step(step: int, total: int, bound: float) -> None:
+        if step % TOY_PROGRESS_EVERY == 0 or step == total:
+            bar.progress(step / total, text=f"Fitting q to the {label} by {what}: step {step:,} of {total:,}, "
+                                            f"bound {bound:.3f}")
+
+    fit = toy.fit_gaussian(target, k, seed=seed, on_step=on_step)
+    slot.empty()
+    return fit
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def toy_result(target: str, k: int, seed: int, _elbo_fit: toy.GaussianFit, _iwae_fit: toy.GaussianFit):
+    """Densities, distances and bounds on the window; the fits are the cached ones for (target, K, seed)."""
+    return toy.compare(target, k, seed, elbo_fit=_elbo_fit, iwae_fit=_iwae_fit)

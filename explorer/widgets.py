@@ -1,0 +1,91 @@
+"""Small display helpers the pages share: the two model columns, the mathematics expander, tables of numbers, the
+results table, pictures, and the protocol lines under every figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from iwae import image_ref, testset
+from iwae.catalog import Catalog
+from iwae.image_ref import ImageRef
+from iwae.posterior import OthersDrawn
+
+from . import results
+from .state import ViewState
+
+TEST_BINARIZATION_SEED = testset.data.TEST_BINARIZATION_SEED
+PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+def math_expander(state: ViewState, label: str = "The mathematics"):
+    return st.expander(label, expanded=state.show_math, icon=":material/function:")
+
+
+def columns(cat: Catalog, state: ViewState):
+    """Two columns, left and right model: [(side, column, name, checkpoint), ...]. ``side`` ("left",
+    "right") keeps element keys unique when both columns show the same model."""
+    cols = st.columns(2, gap="medium")
+    out = []
+    for side, col, name in zip(("left", "right"), cols, (state.model_a, state.model_b), strict=True):
+        ckpt = cat.checkpoints[name]
+        col.subheader(name)
+        col.caption(results.describe(ckpt.metadata))
+        out.append((side, col, name, ckpt))
+    return out
+
+
+def image_title(ref: ImageRef, labels: np.ndarray) -> str:
+    """How captions name the image: "test image #7 (digit 9)" or "your own digit"."""
+    return "your own digit" if image_ref.is_own_digit(ref) else f"test image #{ref} (digit {labels[ref]})"
+
+
+def numbers_markdown(rows, header=("quantity", "value", "how it is computed")) -> str:
+    """A markdown table of (label, value, note) rows (pipes escaped)."""
+    def cell(text) -> str:
+        return str(text).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def results_table(cat: Catalog) -> None:
+    """The evaluation results from the checkpoints' metadata, or how to produce them."""
+    rows = results.results_rows(cat.checkpoints)
+    pending = [n for n in cat.names if n not in {r["model"] for r in rows}]
+    if rows:
+        st.dataframe(
+            rows, hide_index=True, width="stretch",
+            column_config={c: st.column_config.NumberColumn(format="%.2f") for c in results.NLL_COLUMNS}
+            | {results.ERROR_COLUMN: st.column_config.NumberColumn(format="%.1e")},
+        )
+        protocol = results.results_protocol(cat.checkpoints)
+        st.caption(
+            "Test negative log likelihood in nats (lower is better); bounds as negatives, like the paper's "
+            "tables. " + (f"Protocol: {protocol}." if protocol else "")
+        )
+    if pending:
+        st.info(
+            f"Evaluation pending for {', '.join(pending)}: the checkpoint metadata has no metrics yet. Run:",
+            icon=":material/hourglass_top:",
+        )
+        st.code(results.EVALUATE_COMMAND, language="bash")
+
+
+def show_image(container, picture: np.ndarray, caption: str | None = None) -> None:
+    """A uint8 picture at its own pixel size (already upscaled without blurring by iwae.figures)."""
+    container.image(picture, caption=caption, width=int(picture.shape[1]), clamp=True)
+
+
+def protocol_line(n_images: int, extra: str = "") -> str:
+    return (f"Binarized MNIST test set (binarized once, seed {TEST_BINARIZATION_SEED}); "
+            f"{n_images} image{'s' if n_images != 1 else ''}" + (f"; {extra}" if extra else "") + ".")
+
+
+def others_drawn_text(others: OthersDrawn) -> str:
+    """How the K - 1 other samples behind a q_IW estimate were drawn, in words."""
+    if others.source == "grid":
+        return f"{others.draws:,} draws of the K − 1 others from q on the grid, stratified"
+    return (f"{others.draws} draws of the K − 1 others from a pool of {others.pool_size:,} draws from q "
+            "(q narrower than the grid resolves)")
