@@ -102,6 +102,7 @@ def test_decoder_snr_rises_with_k_for_the_standard_estimator(trained_digits_mode
     assert s50["decoder"]["mean"] > 2.5 * s1["decoder"]["mean"]
 
 
+@pytest.mark.slow
 def test_dreg_encoder_snr_beats_the_standard_one_at_large_k(trained_digits_model, x8):
     k, m = 300, 100
     standard = _moments(trained_digits_model, x8, "standard", k, m, 20).summary()["encoder"]

@@ -215,6 +215,7 @@ def test_decay_and_constant_schedules():
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.slow
 def test_sigint_saves_a_resume_file_and_exits_130(tmp_path):
     out = tmp_path / "sig.safetensors"
     rpath = resume_path(out)

@@ -130,6 +130,7 @@ def _check_after_kill(out: Path, progress: tuple[int, int]) -> tuple[tuple[int, 
     return position, state, temps
 
 
+@pytest.mark.slow
 def test_random_sigkills_then_resume_match_the_uninterrupted_run(tmp_path, uninterrupted):
     rng = random.Random(KILL_SEED)
     out = tmp_path / "run" / "f.safetensors"
@@ -222,6 +223,7 @@ def uninterrupted_two_epochs(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_kill_inside_the_checkpoint_save(tmp_path, uninterrupted_two_epochs, capsys):
     """SIGKILL between writing the first checkpoint's temporary file and its rename: no checkpoint, the complete
     end-of-epoch resume file, and a stale temporary file. The resume removes the temporary file, rewrites the missing
