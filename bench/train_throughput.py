@@ -34,13 +34,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.run_all import bench_row, write_rows  # noqa: E402
+from iwae import testset  # noqa: E402
 from iwae.bounds import iwae_bound, training_loss  # noqa: E402
-from iwae.cpu import keep_freed_memory  # noqa: E402
+from iwae.checkpoints import load_checkpoint  # noqa: E402
+from iwae.cpu import flush_denormals, keep_freed_memory  # noqa: E402
 from iwae.model import LOG_2PI, VAE, ModelConfig, bernoulli_log_likelihood, standard_normal_log_density  # noqa: E402
 
 BATCH, K = 100, 50
 BENCHMARK = "training throughput"
 TARGET_ROOFLINE_FRACTION = 0.7  # iwae step throughput / matmul-only throughput, at least
+TRAINED = "iwae, trained weights (checkpoint)"
+TRAINED_NO_FLUSH = "iwae, trained weights, denormals kept"
 TARGET_SPEEDUP = 3.0  # encoder-once layout over the naive one, at least
 
 
@@ -96,6 +100,39 @@ def naive_loop_loss(model: VAE, x: torch.Tensor, k: int, gen: torch.Generator) -
     return -iwae_bound(torch.stack(columns, dim=1)).mean()
 
 
+def with_flush(step, flush: bool):
+    """The step with this thread's denormal flushing set as asked (restored to on, as training runs, after)."""
+
+    def run():
+        torch.set_flush_denormal(flush)
+        try:
+            step()
+        finally:
+            torch.set_flush_denormal(True)
+
+    return run
+
+
+def trained_model(path: Path) -> tuple[VAE, torch.optim.Optimizer]:
+    """A checkpoint's weights, trainable: steps on them meet the tiny normalized weights of a trained model."""
+    model = load_checkpoint(path).model
+    for param in model.parameters():
+        param.requires_grad_(True)
+    model.train()
+    return model, torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-4)
+
+
+@torch.no_grad()
+def denormal_share(model: VAE, x: torch.Tensor, gen: torch.Generator) -> float:
+    """Share of the normalized importance weights below float32's smallest normal number (1.18e-38)."""
+    torch.set_flush_denormal(False)
+    try:
+        w = torch.softmax(model.log_weights(x, K, gen).log_w, -1)
+        return ((w > 0) & (w < torch.finfo(torch.float32).tiny)).float().mean().item()
+    finally:
+        torch.set_flush_denormal(True)
+
+
 def make_naive_step(model: VAE, opt: torch.optim.Optimizer, x: torch.Tensor, gen: torch.Generator, loss_fn=None):
     loss_fn = loss_fn or naive_loss
 
@@ -141,10 +178,13 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     p.add_argument("--inner", type=int, default=2, help="calls per timed repetition")
     p.add_argument("--json", type=Path, default=None, help="also write the headline figures as JSON rows here")
+    p.add_argument("--checkpoint", type=Path, default=Path(__file__).resolve().parents[1] / "checkpoints" /
+                   "iwae-k50.safetensors", help="trained weights for the trained-weights rows (skipped if absent)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     allocator = "glibc keeps freed memory, as python -m iwae.train sets" if keep_freed_memory() else "default allocator"
+    flushing = "denormals flushed, as training does" if flush_denormals() else "this CPU cannot flush denormals"
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     config = ModelConfig()
@@ -164,9 +204,21 @@ def main(argv=None) -> int:
     loop_opt = torch.optim.Adam(loop_model.parameters(), lr=1e-3, eps=1e-4)
     matmuls, flops = make_matmuls(config, gen)
 
+    trained = {}
+    if args.checkpoint.is_file():
+        x_test = testset.load()[0][:BATCH]  # real digits: a trained model's weights are realistic only on them
+        tmodel, topt = trained_model(args.checkpoint)
+        share = denormal_share(tmodel, x_test, torch.Generator().manual_seed(2))
+        smodel, sopt = trained_model(args.checkpoint)
+        trained = {
+            TRAINED: make_step(tmodel, topt, x_test, gen),
+            TRAINED_NO_FLUSH: with_flush(make_step(smodel, sopt, x_test, gen), False),
+        }
+
     t_start = time.perf_counter()
     variants = {
         "iwae (encoder once per image)": make_step(model, opt, x, gen),
+        **trained,
         "matmul only (same shapes, fwd+bwd)": matmuls,
         "naive, vectorized (image repeated K times)": make_naive_step(naive_model, naive_opt, x, gen),
         "naive loop (K passes of the minibatch)": make_naive_step(loop_model, loop_opt, x, gen, naive_loop_loss),
@@ -187,7 +239,7 @@ def main(argv=None) -> int:
         f"IWAE training throughput: k={K}, batch {BATCH}, {config.input_dim}-{config.hidden_dim}-"
         f"{config.hidden_dim}-{config.latent_dim} tanh, Adam; torch {torch.__version__}, "
         f"{torch.get_num_threads()} thread(s); median of {args.repeats} interleaved rounds of "
-        f"{args.inner} calls, after {args.warmup} warm-up; {allocator}"
+        f"{args.inner} calls, after {args.warmup} warm-up; {allocator}; {flushing}"
     )
     print(f"(same-sample check: -L_K {a.item():.4f}, naive vectorized {b.item():.4f}, naive loop {c.item():.4f})")
     print()
@@ -200,6 +252,11 @@ def main(argv=None) -> int:
           f"{TARGET_ROOFLINE_FRACTION}): the products are {100 * roofline:.0f}% of a training step")
     print(f"speedup over the naive loop: {t_loop / t_iwae:.2f}x (target {TARGET_SPEEDUP:g}x)")
     print(f"speedup over the vectorized naive layout: {t_naive / t_iwae:.2f}x (the encoder's share: ~2x at most)")
+    if trained:
+        t_tr, t_tr_nf = results[TRAINED], results[TRAINED_NO_FLUSH]
+        print(f"trained weights ({args.checkpoint.name}, first {BATCH} shipped test images): "
+              f"{100 * share:.1f}% of the normalized weights are denormal floats; a step takes {t_tr * 1e3:.1f} ms "
+              f"with them flushed, {t_tr_nf * 1e3:.1f} ms kept ({t_tr_nf / t_tr:.2f}x slower)")
     print(f"benchmark time: {total:.1f} s")
     if args.json:
         protocol = (f"random init, k={K}, batch {BATCH}, median of {args.repeats} interleaved rounds x {args.inner}, "
@@ -213,7 +270,12 @@ def main(argv=None) -> int:
             bench_row(BENCHMARK, "speedup over the naive loop (K passes)", t_loop / t_iwae, "x", TARGET_SPEEDUP, "min",
                       protocol),
             bench_row(BENCHMARK, "speedup over naive vectorized (image x K)", t_naive / t_iwae, "x", protocol=protocol),
-        ])
+        ] + ([
+            bench_row(BENCHMARK, f"IWAE k={K} step on trained weights ({args.checkpoint.name})",
+                      results[TRAINED] * 1e3, "ms", protocol=protocol.replace("random init", "trained weights")),
+            bench_row(BENCHMARK, "same step with denormals kept / flushed",
+                      results[TRAINED_NO_FLUSH] / results[TRAINED], "x", protocol=protocol),
+        ] if trained else []))
     return 0 if math.isfinite(t_iwae) else 1
 
 

@@ -12,8 +12,10 @@ Per checkpoint, on the fixed binarized MNIST test set (or a prefix of it):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -26,7 +28,8 @@ from tqdm import tqdm
 from . import quadrature as quad
 from . import testset
 from .bounds import iwae_bound
-from .checkpoints import CheckpointError, load_checkpoint, update_metadata
+from .checkpoints import CheckpointError, load_checkpoint, read_metadata, update_metadata
+from .cpu import flush_denormals
 from .latent import latent_means
 from .model import VAE
 
@@ -61,51 +64,135 @@ def active_units(model: VAE, x: torch.Tensor) -> tuple[int, list[float]]:
     return sum(v > ACTIVE_UNIT_THRESHOLD for v in variances), variances
 
 
+EVAL_STATE_SAVE_SECONDS = 60.0
+SAMPLED = ("is", "elbo", "l5", "l50")
+QUADRATURE = ("log_px_quadrature", "quadrature_error", "quadrature_half_width")
+
+
+def state_path(checkpoint: Path) -> Path:
+    """Progress of an interrupted evaluation: ``<name>.eval-state.npz`` beside the checkpoint."""
+    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + ".eval-state.npz")
+
+
+def weights_digest(model: VAE) -> str:
+    """sha256 of the weights: an evaluation state belongs to exactly these weights."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class EvaluationState:
+    """Per-image results so far, saved atomically every EVAL_STATE_SAVE_SECONDS and on completion of a stage, so an
+    interrupted evaluation resumes where it stopped and ends with the uninterrupted run's numbers (the sampling
+    generator's state is saved with them)."""
+
+    def __init__(self, path: Path | None, digest: str, n: int, k: int, seed: int):
+        self.path, self.key = path, np.array([digest, str(n), str(k), str(seed)])
+        self.arrays = {name: np.full(n, np.nan) for name in SAMPLED + QUADRATURE}
+        self.done = {"is": 0, "quadrature": 0}
+        self.seconds = {"is": 0.0, "quadrature": 0.0}
+        self.generator = torch.Generator().manual_seed(seed)
+        self.last_save = time.time()
+        if path is not None and path.is_file():
+            with np.load(path, allow_pickle=False) as f:
+                if f["key"].tolist() == self.key.tolist():
+                    self.arrays = {name: f[name].copy() for name in self.arrays}
+                    self.done = {"is": int(f["done_is"]), "quadrature": int(f["done_quadrature"])}
+                    self.seconds = {"is": float(f["seconds_is"]), "quadrature": float(f["seconds_quadrature"])}
+                    self.generator.set_state(torch.from_numpy(f["generator"].copy()))
+
+    def save(self, force: bool = False) -> None:
+        if self.path is None or not (force or time.time() - self.last_save > EVAL_STATE_SAVE_SECONDS):
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, key=self.key, generator=self.generator.get_state().numpy(), done_is=self.done["is"],
+                     done_quadrature=self.done["quadrature"], seconds_is=self.seconds["is"],
+                     seconds_quadrature=self.seconds["quadrature"], **self.arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self.last_save = time.time()
+
+
 def evaluate(
-    model: VAE, x: torch.Tensor, k: int = 5000, seed: int = 0, quiet: bool = False, per_image: dict | None = None
+    model: VAE, x: torch.Tensor, k: int = 5000, seed: int = 0, quiet: bool = False, per_image: dict | None = None,
+    state_file: Path | None = None, reuse_sampled: dict | None = None, chunk: int = 50,
 ) -> dict:
-    """Summary metrics; per-image arrays are stored into ``per_image`` when a dict is given."""
-    gen = torch.Generator().manual_seed(seed)
-    started = time.time()
-    with tqdm(total=len(x), desc=f"IS k={k}", disable=quiet, leave=False) as bar:
-        sampled = sampled_bounds(model, x, k, gen, progress=bar.update)
-    t_is = time.time() - started
-    started = time.time()
-    grid = quad.global_grid(model)
-    with tqdm(total=len(x), desc="quadrature", disable=quiet, leave=False) as bar:
-        log_px, err = quad.log_px_batch(model, grid, x, progress=bar.update)
-    t_quad = time.time() - started
+    """Summary metrics; per-image arrays are stored into ``per_image`` when a dict is given.
+
+    ``state_file``: where progress is saved (resumed from when it holds an unfinished evaluation of these weights).
+    ``reuse_sampled``: per-image IS, ELBO, L_5 and L_50 of an earlier evaluation (with "seconds_is"), to recompute
+    only the quadrature."""
+    state = EvaluationState(state_file, weights_digest(model), len(x), k, seed)
+    if reuse_sampled is not None:
+        for name in SAMPLED:
+            state.arrays[name] = np.asarray(reuse_sampled[name][: len(x)], dtype=np.float64)
+        state.done["is"], state.seconds["is"] = len(x), float(reuse_sampled["seconds_is"])
+    with tqdm(total=len(x), initial=state.done["is"], desc=f"IS k={k}", disable=quiet, leave=False) as bar:
+        while state.done["is"] < len(x):
+            started, sl = time.time(), slice(state.done["is"], min(len(x), state.done["is"] + chunk))
+            sampled = sampled_bounds(model, x[sl], k, state.generator)
+            for name in SAMPLED:
+                state.arrays[name][sl] = sampled[name].numpy()
+            state.done["is"], state.seconds["is"] = sl.stop, state.seconds["is"] + time.time() - started
+            bar.update(sl.stop - sl.start)
+            state.save(force=sl.stop == len(x))
+    grid = quad.global_grid(model) if state.done["quadrature"] < len(x) else None
+    with tqdm(total=len(x), initial=state.done["quadrature"], desc="quadrature", disable=quiet, leave=False) as bar:
+        while state.done["quadrature"] < len(x):
+            started, sl = time.time(), slice(state.done["quadrature"], min(len(x), state.done["quadrature"] + chunk))
+            jb = quad.coarse_log_joint(grid, x[sl])
+            for i, j in enumerate(jb):
+                q = quad.refine(model, grid, x[sl.start + i], j)
+                for name, value in zip(QUADRATURE, (q.log_px, q.error_estimate, q.half_width), strict=True):
+                    state.arrays[name][sl.start + i] = value
+            state.done["quadrature"] = sl.stop
+            state.seconds["quadrature"] += time.time() - started
+            bar.update(sl.stop - sl.start)
+            state.save(force=sl.stop == len(x))
+    a = {name: torch.from_numpy(v) for name, v in state.arrays.items()}
+    log_px, err, is_ = a["log_px_quadrature"], a["quadrature_error"], a["is"]
     n_active, variances = active_units(model, x)
-    gap = log_px - sampled["is"]
+    gap = log_px - is_
     if per_image is not None:
-        per_image.update({name: v.numpy() for name, v in sampled.items()})
-        per_image.update(log_px_quadrature=log_px.numpy(), quadrature_error=err.numpy())
+        per_image.update(state.arrays)
     n = len(x)
     return {
         "n_images": n,
         "nll_quadrature": -log_px.mean().item(),
         "nll_quadrature_max_error": err.max().item(),
         "nll_quadrature_mean_error": err.mean().item(),
-        "nll_is5000" if k == 5000 else f"nll_is{k}": -sampled["is"].mean().item(),
-        "nll_is_sem": (sampled["is"].std() / math.sqrt(n)).item(),
-        "elbo": sampled["elbo"].mean().item(),
-        "l5": sampled["l5"].mean().item(),
-        "l50": sampled["l50"].mean().item(),
+        "quadrature_images_grown": int((a["quadrature_half_width"] > quad.HALF_WIDTH).sum()),
+        "quadrature_max_half_width": a["quadrature_half_width"].max().item(),
+        "nll_is5000" if k == 5000 else f"nll_is{k}": -is_.mean().item(),
+        "nll_is_sem": (is_.std() / math.sqrt(n)).item(),
+        "elbo": a["elbo"].mean().item(),
+        "l5": a["l5"].mean().item(),
+        "l50": a["l50"].mean().item(),
         "quadrature_minus_is_mean": gap.mean().item(),
         "images_quadrature_above_is_by_1nat": int((gap > 1).sum()),
         "images_is_above_quadrature_by_0.1nat": int((gap < -0.1).sum()),
         "active_units": n_active,
         "latent_variances": variances,
         "is_k": k,
-        "protocol": (
-            f"MNIST test set, {n} images, binarized once (seed {testset.data.TEST_BINARIZATION_SEED}); "
-            f"IS with k={k} draws from q (sampling seed {seed}); ELBO, L_5, L_50 from the same draws; "
-            f"quadrature: global grid [-{quad.HALF_WIDTH}, {quad.HALF_WIDTH}]^2 spacing {quad.COARSE_SPACING}, "
-            f"adaptive refinement up to {quad.MAX_SUBDIVISION}x"
-        ),
-        "seconds": {"is": t_is, "quadrature": t_quad},
+        "protocol": protocol(n, k, seed),
+        "seconds": dict(state.seconds),
         "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
     }
+
+
+def protocol(n: int, k: int, seed: int) -> str:
+    return (
+        f"MNIST test set, {n} images, binarized once (seed {testset.data.TEST_BINARIZATION_SEED}); "
+        f"IS with k={k} draws from q (one sampling stream, seed {seed}); ELBO, L_5, L_50 from the same draws; "
+        f"quadrature: global grid [-{quad.HALF_WIDTH:g}, {quad.HALF_WIDTH:g}]^2 spacing {quad.COARSE_SPACING}, grown "
+        f"per image up to [-{quad.MAX_HALF_WIDTH:g}, {quad.MAX_HALF_WIDTH:g}]^2 until the mass outside changes "
+        f"log p(x) by < {quad.OUTSIDE_NATS_TARGET:g} nats, adaptive refinement up to {quad.MAX_SUBDIVISION}x; "
+        f"error estimate |midpoint - trapezoid| + outside bound"
+    )
 
 
 def format_table(rows: list[tuple[str, dict]]) -> str:
@@ -133,10 +220,13 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, default=None, help="also write all metrics to this JSON file")
     p.add_argument("--per-image", action="store_true",
                    help="save per-image log p(x) estimates next to each checkpoint (<name>.per-image.npz)")
+    p.add_argument("--quadrature-only", action="store_true",
+                   help="recompute the quadrature only, keeping the IS, ELBO, L_5 and L_50 of <name>.per-image.npz")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    flush_denormals()
     try:
         x, _ = testset.load(args.test_set)
     except testset.TestSetError as exc:
@@ -156,13 +246,30 @@ def main(argv=None) -> int:
                   f"{x.shape[1]}", file=sys.stderr)
             failures += 1
             continue
+        reuse = None
+        if args.quadrature_only:
+            try:
+                with np.load(per_image_path(path), allow_pickle=False) as f:
+                    reuse = {name: f[name] for name in SAMPLED}
+                reuse["seconds_is"] = read_metadata(path)["metrics"]["seconds"]["is"]
+            except (OSError, KeyError, CheckpointError) as exc:
+                print(f"error: --quadrature-only needs {per_image_path(path)} and recorded metrics ({exc!r})",
+                      file=sys.stderr)
+                failures += 1
+                continue
+            if len(reuse["is"]) < len(x):
+                print(f"error: {per_image_path(path)} holds {len(reuse['is'])} images, fewer than {len(x)}",
+                      file=sys.stderr)
+                failures += 1
+                continue
         per_image = {} if args.per_image else None
-        metrics = evaluate(ckpt.model, x, args.k, args.seed, args.quiet, per_image)
+        metrics = evaluate(ckpt.model, x, args.k, args.seed, args.quiet, per_image, state_path(path), reuse)
         if per_image:
             np.savez_compressed(per_image_path(path), **per_image)
         rows.append((ckpt.name, metrics))
         if args.write:
             update_metadata(path, {"metrics": metrics})
+        state_path(path).unlink(missing_ok=True)
         if not args.quiet:
             print(f"{ckpt.name}: done in {sum(metrics['seconds'].values()):.0f}s", flush=True)
     if rows:

@@ -2,18 +2,26 @@
 
 One implementation serves the evaluation CLI and the explorer's views:
 
-1. A global grid of cell centres over [-R, R]^2 (spacing h0), shared by every image: the decoder's
+1. A global grid of cell centres over [-R0, R0]^2 (spacing h0), shared by every image: the decoder's
    logits there do not depend on x, so log p(x|z_g) for a batch of images is one matrix product.
-   This searches the whole plane, so modes that q(z|x) never reaches are found.
-2. Per image, cells that hold mass (log p(x, z) within ``MASS_NATS`` of the maximum) or may hide a
+   This searches the whole square, so modes that q(z|x) never reaches are found.
+2. The region grows (R0 -> R1 -> ... up to ``MAX_HALF_WIDTH``), per image, until the mass it leaves outside
+   is negligible: an upper bound on that mass, over log p(x) inside, below ``OUTSIDE_NATS_TARGET`` nats.
+   The bound is M + log P(z outside the square) under the prior, with M the largest log p(x|z) on the
+   square's border and on far-field probe rings (radii from R0 to 1024, shared by all images). It relies on
+   log p(x|z) outside the square not exceeding that maximum: the decoder's tanh units saturate, so log p(x|z)
+   tends to a limit along every ray and the probes sample it; log p(x|z) <= 0 always.
+3. Per image, cells that hold mass (log p(x, z) within ``MASS_NATS`` of the maximum) or may hide a
    narrow peak (large curvature within ``SEARCH_NATS``) are subdivided s x s, with s chosen from the
    local curvature so that the fine spacing is at most half the posterior's width there.
-3. log p(x) = logsumexp over all points of log p(x, z) + log(cell area).
+4. log p(x) = logsumexp over all points of log p(x, z) + log(cell area) (the midpoint rule).
 
-Error estimate: the same sum with every other sub-point (a uniform lattice of twice the spacing)
-gives a second estimate; their difference bounds the resolution error (the midpoint rule on a smooth
-peak converges very fast, so the finer estimate is far better than this). Mass outside the square is
-bounded by max over the border of log p(x|z) + log P(z outside the square).
+Error estimate: in every cell within ``ACTIVE_NATS`` of the maximum, the trapezoidal rule on the same fine
+spacing (the (s+1)^2 corners of the sub-cells) gives a second estimate of the cell's integral. The two rules
+have errors of opposite signs, the midpoint's about half the trapezoid's, so |midpoint - trapezoid| is about
+three times the midpoint rule's error: an estimate that bounds the error without being orders of magnitude
+larger. Added to it: the bound on the mass outside the region, and the mass of the cells below ``ACTIVE_NATS``
+(counted by their centres only).
 """
 
 from __future__ import annotations
@@ -23,19 +31,27 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from scipy.special import log_ndtr
 
 from .model import VAE, standard_normal_log_density
 
-HALF_WIDTH = 6.0  # R: the global grid covers [-R, R]^2; P(z outside) under the prior is 4e-9
-COARSE_SPACING = 0.075  # h0
+HALF_WIDTH = 6.0  # R0: the shared global grid covers [-R0, R0]^2
+COARSE_SPACING = 0.075  # h0, on the global grid and wherever the region grows
+GROWTH = (6.0, 9.0, 12.0, 18.0, 24.0, 36.0, 48.0)  # half-widths tried in turn; multiples of h0 apart
+MAX_HALF_WIDTH = GROWTH[-1]
+OUTSIDE_NATS_TARGET = 1e-3  # grow until the mass outside changes log p(x) by at most this (upper bound)
 MASS_NATS = 12.0  # cells within this of the max log joint are refined where curvature asks for it
 SEARCH_NATS = 30.0  # cells within this are refined too if their curvature suggests a hidden narrow peak
+ACTIVE_NATS = 25.0  # cells within this get the trapezoidal second estimate; below, their whole mass is error
 MAX_SUBDIVISION = 32
+PROBE_RADII = (6.0, 7.0, 8.0, 10.0, 12.0, 15.0, 18.0, 24.0, 30.0, 36.0, 48.0, 64.0, 128.0, 1024.0)
+PROBE_ANGLES = 512
 
 
 @dataclass
 class GlobalGrid:
-    """The decoder evaluated on the global grid of cell centres; shared by all images of one model."""
+    """The decoder evaluated on the global grid of cell centres and on the far-field probe rings; shared by all
+    images of one model."""
 
     centres: torch.Tensor  # (G, 2)
     logits: torch.Tensor  # (G, D) decoder logits
@@ -44,18 +60,24 @@ class GlobalGrid:
     n: int  # the grid is n x n; index g = i * n + j with z = (x_i, y_j)
     spacing: float
     half_width: float
+    probe_radius: torch.Tensor  # (P,) radius of each far-field probe point
+    probe_logits: torch.Tensor  # (P, D)
+    probe_softplus_sum: torch.Tensor  # (P,)
 
 
 @dataclass
 class Quadrature:
-    log_px: float  # log p(x) by quadrature
-    error_estimate: float  # nats: |fine - half-resolution| + bound on mass outside the square
+    log_px: float  # log p(x) by quadrature (midpoint rule)
+    error_estimate: float  # nats: |midpoint - trapezoid| + outside bound + mass of the cells left coarse
     outside_log_mass_bound: float  # log of an upper bound on the mass outside [-R, R]^2
     points: torch.Tensor  # (P, 2) every quadrature point used
     log_joint: torch.Tensor  # (P,) log p(x, z) there
     log_area: torch.Tensor  # (P,) log cell area there
     n_refined_cells: int
     finest_spacing: float
+    half_width: float  # R: the region integrated is [-R, R]^2
+    outside_nats: float  # the outside bound's effect on log p(x), nats (at most OUTSIDE_NATS_TARGET unless R is
+    # MAX_HALF_WIDTH)
 
 
 def axis_centres(n: int, spacing: float, half_width: float) -> torch.Tensor:
@@ -75,13 +97,24 @@ def decoder_table(model: VAE, z: torch.Tensor, chunk: int = 16384) -> tuple[torc
     return logits, F.softplus(logits).sum(-1)
 
 
+def probe_points() -> tuple[torch.Tensor, torch.Tensor]:
+    """Far-field probe rings: PROBE_ANGLES points on each circle of PROBE_RADII.  -> (P, 2), radii (P,)"""
+    theta = torch.arange(PROBE_ANGLES, dtype=torch.float64) * (2 * math.pi / PROBE_ANGLES)
+    radii = torch.tensor(PROBE_RADII, dtype=torch.float64).repeat_interleave(PROBE_ANGLES)
+    angles = theta.repeat(len(PROBE_RADII))
+    return torch.stack([radii * torch.cos(angles), radii * torch.sin(angles)], -1).float(), radii.float()
+
+
 @torch.no_grad()
 def global_grid(model: VAE, half_width: float = HALF_WIDTH, spacing: float = COARSE_SPACING) -> GlobalGrid:
     n = int(round(2 * half_width / spacing))
     axis = axis_centres(n, spacing, half_width)
     centres = torch.cartesian_prod(axis, axis)  # (n*n, 2), row-major: g = i * n + j
     logits, softplus_sum = decoder_table(model, centres)
-    return GlobalGrid(centres, logits, softplus_sum, standard_normal_log_density(centres), n, spacing, half_width)
+    probes, radii = probe_points()
+    probe_logits, probe_softplus = decoder_table(model, probes)
+    return GlobalGrid(centres, logits, softplus_sum, standard_normal_log_density(centres), n, spacing, half_width,
+                      radii, probe_logits, probe_softplus)
 
 
 @torch.no_grad()
@@ -110,74 +143,163 @@ def _curvature(j2d: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(curv, nan=0.0, posinf=1e6)
 
 
-def _subdivision(curv: torch.Tensor) -> torch.Tensor:
-    """Powers of two s with fine spacing h0/s <= posterior width / 2, width ~ h0 / sqrt(curvature)."""
-    need = 2.0 * curv.clamp(min=0).sqrt()
+def _subdivision(curv: torch.Tensor, oversample: int = 1) -> torch.Tensor:
+    """Powers of two s with fine spacing h0/s <= posterior width / (2 oversample), width ~ h0 / sqrt(curvature)."""
+    need = 2.0 * oversample * curv.clamp(min=0).sqrt()
     s = torch.ones_like(need, dtype=torch.int64)
     while True:
-        grow = (s < need) & (s < MAX_SUBDIVISION)
+        grow = (s < need) & (s < MAX_SUBDIVISION * oversample)
         if not grow.any():
             return s
         s = torch.where(grow, s * 2, s)
 
 
-def _outside_log_mass_bound(grid: GlobalGrid, j_coarse: torch.Tensor) -> float:
-    """max over the border cells of log p(x|z) plus log P(z outside the square) under the prior."""
-    n = grid.n
-    j2d = (j_coarse - grid.log_prior).reshape(n, n)
-    border = torch.cat([j2d[0], j2d[-1], j2d[:, 0], j2d[:, -1]]).max().item()
-    tail = math.erfc(grid.half_width / math.sqrt(2))  # P(|z_1| > R)
-    p_outside = 1 - (1 - tail) ** 2
-    return border + math.log(p_outside)
+def log_prior_outside_square(half_width: float) -> float:
+    """log of an upper bound on P(z outside [-R, R]^2) under N(0, I): 4 P(z_1 > R)."""
+    return math.log(4.0) + float(log_ndtr(-half_width))
+
+
+def _log1p_exp(d: float) -> float:
+    return d + math.log1p(math.exp(-d)) if d > 0 else math.log1p(math.exp(d))
+
+
+@dataclass
+class _Region:
+    """The coarse log joint on [-R, R]^2 at spacing h0, for one image."""
+
+    j2d: torch.Tensor  # (n, n) log p(x, z) at the cell centres
+    axis: torch.Tensor  # (n,)
+    half_width: float
+
+
+def _border_log_likelihood(region: _Region) -> float:
+    """The largest log p(x|z) on the border cells of the region."""
+    axis = region.axis
+    border = torch.cat([region.j2d[0], region.j2d[-1], region.j2d[:, 0], region.j2d[:, -1]])
+    z_border = torch.cat([
+        torch.stack([axis[0].expand_as(axis), axis], -1), torch.stack([axis[-1].expand_as(axis), axis], -1),
+        torch.stack([axis, axis[0].expand_as(axis)], -1), torch.stack([axis, axis[-1].expand_as(axis)], -1),
+    ])
+    return (border - standard_normal_log_density(z_border)).max().item()
+
+
+def _outside_bound(region: _Region, probe_ll: torch.Tensor, probe_radius: torch.Tensor) -> float:
+    """log of an upper bound on the mass of p(x, z) outside the region (see the module's docstring)."""
+    far = probe_ll[probe_radius >= region.half_width]
+    top = max(_border_log_likelihood(region), far.max().item() if len(far) else -math.inf)
+    return min(top, 0.0) + log_prior_outside_square(region.half_width)
 
 
 @torch.no_grad()
-def refine(model: VAE, grid: GlobalGrid, x: torch.Tensor, j_coarse: torch.Tensor) -> Quadrature:
-    """Adaptive quadrature for one image x (D,), given its log joint on the global grid (G,)."""
-    n, h0 = grid.n, grid.spacing
-    j2d = j_coarse.reshape(n, n)
-    top = j_coarse.max()
+def _grow(model: VAE, x: torch.Tensor, region: _Region, half_width: float, spacing: float) -> _Region:
+    """The region extended to [-half_width, half_width]^2: the old cells kept, the new ring evaluated."""
+    n_old = len(region.axis)
+    pad = int(round((half_width - region.half_width) / spacing))
+    n, half_width = n_old + 2 * pad, region.half_width + pad * spacing  # whole cells: the old centres are kept
+    axis = axis_centres(n, spacing, half_width)
+    j2d = torch.empty(n, n)
+    inner = torch.zeros(n, n, dtype=torch.bool)
+    inner[pad : pad + n_old, pad : pad + n_old] = True
+    j2d[inner] = region.j2d.reshape(-1)
+    ring = torch.cartesian_prod(axis, axis)[~inner.reshape(-1)]
+    j2d[~inner] = log_joint_at(model, x, ring)
+    return _Region(j2d, axis, half_width)
+
+
+def _cell_rules(model: VAE, x: torch.Tensor, cells: torch.Tensor, level: int, h0: float):
+    """Midpoint sub-points of ``cells`` (C, 2) at level s > 1 and the trapezoid estimate of each cell.
+    -> midpoint points (C s^2, 2), their log joint, log of each cell's trapezoid integral (C,)"""
+    offs = (torch.arange(level, dtype=torch.float32) + 0.5) / level - 0.5
+    mid = (cells[:, None, :] + torch.cartesian_prod(offs, offs)[None] * h0).reshape(-1, 2)
+    corner_offs = torch.arange(level + 1, dtype=torch.float32) / level - 0.5
+    corners = (cells[:, None, :] + torch.cartesian_prod(corner_offs, corner_offs)[None] * h0).reshape(-1, 2)
+    j_corner = log_joint_at(model, x, corners).reshape(len(cells), -1)
+    trapezoid = torch.logsumexp((j_corner + _trapezoid_log_weights(level)).double(), 1) + 2 * math.log(h0 / level)
+    return mid, log_joint_at(model, x, mid), trapezoid
+
+
+def _trapezoid_log_weights(level: int) -> torch.Tensor:
+    w1 = torch.ones(level + 1)
+    w1[0] = w1[-1] = 0.5
+    return torch.outer(w1, w1).log().reshape(-1)  # (s+1)^2, row-major like cartesian_prod
+
+
+def _coarse_trapezoid(model: VAE, x: torch.Tensor, region: _Region, chosen: torch.Tensor) -> torch.Tensor:
+    """The trapezoid estimate of each chosen coarse cell (flat indices into the n x n region) from the corners of
+    the cells, each corner evaluated once however many chosen cells share it.  -> (C,) log integrals"""
+    n, h0 = len(region.axis), (region.axis[1] - region.axis[0]).item()
+    i, j = chosen // n, chosen % n
+    corner_ids = torch.stack([i * (n + 1) + j, i * (n + 1) + j + 1, (i + 1) * (n + 1) + j,
+                              (i + 1) * (n + 1) + j + 1], -1)  # (C, 4), row-major (i, j) like cartesian_prod
+    unique, inverse = torch.unique(corner_ids, return_inverse=True)
+    corner_axis = torch.cat([region.axis - h0 / 2, region.axis[-1:] + h0 / 2])
+    z = torch.stack([corner_axis[unique // (n + 1)], corner_axis[unique % (n + 1)]], -1)
+    j_corner = log_joint_at(model, x, z)[inverse]  # (C, 4)
+    return torch.logsumexp((j_corner + _trapezoid_log_weights(1)).double(), 1) + 2 * math.log(h0)
+
+
+@torch.no_grad()
+def refine(model: VAE, grid: GlobalGrid, x: torch.Tensor, j_coarse: torch.Tensor, oversample: int = 1) -> Quadrature:
+    """Adaptive quadrature for one image x (D,), given its log joint on the global grid (G,). ``oversample`` > 1
+    refines that many times finer (a reference pass for checking the error estimate)."""
+    h0 = grid.spacing
+    region = _Region(j_coarse.reshape(grid.n, grid.n), axis_centres(grid.n, h0, grid.half_width), grid.half_width)
+    probe_ll = log_likelihood_from_logits(x[None], grid.probe_logits, grid.probe_softplus_sum)[0]
+    log_area0 = 2 * math.log(h0)
+    for half_width in (r for r in GROWTH if r > grid.half_width):
+        log_px_coarse = torch.logsumexp(region.j2d.reshape(-1).double(), 0).item() + log_area0
+        if _log1p_exp(_outside_bound(region, probe_ll, grid.probe_radius) - log_px_coarse) <= OUTSIDE_NATS_TARGET:
+            break
+        region = _grow(model, x, region, half_width, h0)
+
+    j2d = region.j2d
+    centres = torch.cartesian_prod(region.axis, region.axis)
+    j_flat = j2d.reshape(-1)
+    top = j_flat.max()
     curv = _curvature(j2d)
     wanted = (j2d >= top - MASS_NATS) | ((j2d >= top - SEARCH_NATS) & (curv > 4.0))
-    s = torch.where(wanted, _subdivision(curv), torch.ones_like(curv, dtype=torch.int64)).reshape(-1)
+    s = torch.where(wanted, _subdivision(curv, oversample), torch.ones_like(curv, dtype=torch.int64)).reshape(-1)
+    active = (j_flat >= top - ACTIVE_NATS) | (s > 1)
 
-    log_area0 = math.log(h0 * h0)
-    keep = s == 1
-    points = [grid.centres[keep]]
-    log_joint = [j_coarse[keep]]
-    log_area = [torch.full((int(keep.sum()),), log_area0)]
-    half_terms = [j_coarse[keep] + log_area0]  # the half-resolution estimate shares the unrefined cells
+    points, log_joint, log_area = [centres[~active]], [j_flat[~active]], [torch.full((int((~active).sum()),),
+                                                                                     log_area0)]
+    inactive_log_mass = torch.logsumexp(j_flat[~active].double(), 0).item() + log_area0 if (~active).any() \
+        else -math.inf
+    mid_cells, trap_cells = [], []
     finest = h0
-    for level in torch.unique(s[~keep]).tolist():
-        cells = grid.centres[s == level]  # (C, 2)
-        offs = (torch.arange(level, dtype=torch.float32) + 0.5) / level - 0.5
-        offsets = torch.cartesian_prod(offs, offs) * h0  # (level^2, 2)
-        sub = (cells[:, None, :] + offsets[None, :, :]).reshape(-1, 2)  # (C * level^2, 2)
-        j_sub = log_joint_at(model, x, sub)
+    for level in torch.unique(s[active]).tolist():
+        chosen = active & (s == level)
+        if level == 1:  # the midpoint is the coarse centre, already known
+            mid, j_mid = centres[chosen], j_flat[chosen]
+            trapezoid = _coarse_trapezoid(model, x, region, chosen.nonzero()[:, 0])
+        else:
+            mid, j_mid, trapezoid = _cell_rules(model, x, centres[chosen], level, h0)
         area = 2 * math.log(h0 / level)
-        points.append(sub)
-        log_joint.append(j_sub)
-        log_area.append(torch.full((len(sub),), area))
-        # every other sub-point in each direction: a uniform lattice of spacing 2 h0 / level
-        even = torch.cartesian_prod(torch.arange(level) % 2 == 0, torch.arange(level) % 2 == 0).all(-1)
-        half_terms.append(j_sub.reshape(len(cells), -1)[:, even].reshape(-1) + area + math.log(4))
+        points.append(mid)
+        log_joint.append(j_mid)
+        log_area.append(torch.full((len(mid),), area))
+        mid_cells.append(j_mid.double() + area)
+        trap_cells.append(trapezoid)
         finest = min(finest, h0 / level)
     points_t, joint_t, area_t = torch.cat(points), torch.cat(log_joint), torch.cat(log_area)
     log_px = torch.logsumexp((joint_t + area_t).double(), 0).item()
-    log_px_half = torch.logsumexp(torch.cat(half_terms).double(), 0).item()
-    outside = _outside_log_mass_bound(grid, j_coarse)
-    d = outside - log_px  # missing mass changes log p(x) by at most log(1 + e^d) nats
-    outside_nats = d + math.log1p(math.exp(-d)) if d > 0 else math.log1p(math.exp(d))
-    error = abs(log_px - log_px_half) + outside_nats
+    log_mid_active = torch.logsumexp(torch.cat(mid_cells), 0).item()
+    log_trap_active = torch.logsumexp(torch.cat(trap_cells), 0).item()
+    resolution_nats = abs(log_mid_active - log_trap_active)  # the active cells hold all but a tiny share of p(x)
+    outside = _outside_bound(region, probe_ll, grid.probe_radius)
+    outside_nats = _log1p_exp(outside - log_px)
+    coarse_nats = _log1p_exp(inactive_log_mass - log_px) if math.isfinite(inactive_log_mass) else 0.0
     return Quadrature(
         log_px=log_px,
-        error_estimate=error,
+        error_estimate=resolution_nats + outside_nats + coarse_nats,
         outside_log_mass_bound=outside,
         points=points_t,
         log_joint=joint_t,
         log_area=area_t,
-        n_refined_cells=int((~keep).sum()),
+        n_refined_cells=int((s > 1).sum()),
         finest_spacing=finest,
+        half_width=region.half_width,
+        outside_nats=outside_nats,
     )
 
 
