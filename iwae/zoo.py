@@ -47,3 +47,7 @@ NOISE_MODELS = tuple(
     for m in DEFAULT_MODELS if m.name in ("vae-k1", "iwae-k5") for s in NOISE_SEEDS if s != DEFAULT_SEED
 )
 ALL_MODELS = {m.name: m for m in DEFAULT_MODELS + EXTRA_MODELS + NOISE_MODELS}
+
+# The paper's ordering at equal budget (Burda et al. 2016, Table 1): (better, worse) by test NLL.
+PAPER_ORDER = (("iwae-k50", "iwae-k5"), ("iwae-k5", "vae-k1"), ("iwae-k50", "vae-k50"))
+SEED_NOISE_MODELS = ("vae-k1", "iwae-k5")
