@@ -66,7 +66,8 @@ def main() -> int:
               "Difference = NLL(worse) - NLL(better), mean over the same images with its standard error; it holds "
               "when positive. A finding needs it well outside the seed noise (more than twice the largest seed sd "
               "of that estimator).", "",
-              "| better | worse | estimator | images | difference | SE | beyond 2 x seed sd |", "|---|---|---|---|---|---|---|"]
+              "| better | worse | estimator | images | difference | SE | beyond 2 x seed sd |",
+              "|---|---|---|---|---|---|---|"]
     for better, worse in PAPER_ORDER:
         a, b = per_image(args.checkpoints, better), per_image(args.checkpoints, worse)
         if a is None or b is None:

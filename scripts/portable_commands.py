@@ -1,0 +1,35 @@
+"""Rewrite the training command recorded in checkpoints' metadata in its portable form (no folder of the machine it
+was trained on; every setting that shapes the weights spelled out). The weights are not touched.
+
+    python scripts/portable_commands.py checkpoints/*.safetensors
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from iwae.checkpoints import read_metadata, update_metadata  # noqa: E402
+from iwae.train import parse_args, portable_command  # noqa: E402
+
+
+def main() -> int:
+    for name in sys.argv[1:]:
+        path = Path(name)
+        meta = read_metadata(path)
+        t = meta["training"]
+        args = parse_args([
+            "--dataset", meta["data"]["dataset"], "--objective", meta["objective"], "--k", str(meta["k"]),
+            "--estimator", meta["estimator"], "--epochs", str(meta["epochs"]), "--batch-size", str(t["batch_size"]),
+            "--lr", str(t["lr"]), "--schedule", t["schedule"], "--seed", str(meta["seed"]),
+            "--out", f"checkpoints/{path.name}"])
+        args.max_train_images = 0 if meta["data"]["train_images"] == 60000 else meta["data"]["train_images"]
+        command = portable_command(args)
+        if command != t["command"]:
+            update_metadata(path, {"training": {**t, "command": command}})
+            print(f"{path}: {t['command']}\n  -> {command}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
