@@ -4,7 +4,7 @@
                                 [--no-apptest] [--json PATH]
 
 Each repeat starts a fresh ``streamlit run app.py`` (same command line and checkpoint snapshot as
-tests/test_browser.py) and measures:
+bench/harness.py) and measures:
 - cold start: from launching the server process to the first plotly chart drawn on /latent, split into server ready
   (launch to /_stcore/health ok) and browser (opening /latent to the first chart; the first script run imports
   torch, loads the checkpoints and the test set and encodes the 10,000 test images). Chromium is launched before
@@ -46,25 +46,25 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.run_all import bench_row, write_rows  # noqa: E402
-from tests.test_browser import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     CHART_INFO,
     CHROMIUM,
     CHROMIUM_ARGS,
     K_LABEL,
     RUN_OBSERVER,
     VIEWPORT,
-    _checkpoint_snapshot,
-    _free_port,
-    _healthy,
     act,
+    checkpoint_snapshot,
     close_dialogs,
+    free_port,
+    healthy,
     hover,
     scatter_target,
     start_streamlit,
     stop_streamlit,
     wait_idle,
 )
+from bench.run_all import bench_row, write_rows  # noqa: E402
 
 TARGETS = {"cold": 5.0, "k": 0.5, "click": 0.5}
 BENCHMARK = "app latency"
@@ -196,7 +196,7 @@ def open_cold(page, server, port: int, log: Path, t0: float) -> dict:
     """Wait for the just-launched server's health, then open /latent until its first chart with data: seconds from
     launch (t0) to health, from opening to the chart, and in all."""
     url = f"http://127.0.0.1:{port}"
-    while not _healthy(url):
+    while not healthy(url):
         if server.poll() is not None:
             raise RuntimeError(f"streamlit exited with {server.returncode}:\n{log.read_text(errors='replace')}")
         if time.perf_counter() - t0 > 180:
@@ -228,7 +228,7 @@ def warm_browser_cold_starts(args, browser, checkpoints: Path, tmp: Path) -> lis
     """Cold server starts seen by a browser that has opened the app before (its HTTP cache holds the frontend's
     files): one priming start, then ``--repeats`` measured ones, all on one port and one browser context. What a
     teacher sees when restarting the app in the browser tab that showed it earlier."""
-    port = args.port or _free_port()
+    port = args.port or free_port()
     context = new_context(browser)
     try:
         cold_first_chart(context, checkpoints, port, args.threads, tmp / "prime.log")
@@ -314,7 +314,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="app-latency-") as tmp:
         checkpoints = Path(tmp) / "checkpoints"
         checkpoints.mkdir()
-        models = _checkpoint_snapshot(checkpoints)
+        models = checkpoint_snapshot(checkpoints)
         rounds = []
         with sync_playwright() as p:
             t = time.perf_counter()
@@ -322,7 +322,7 @@ def main(argv=None) -> None:
             launch = time.perf_counter() - t
             try:
                 for r in range(args.repeats):
-                    port = args.port or _free_port()
+                    port = args.port or free_port()
                     rounds.append(one_round(args, browser, checkpoints, port, Path(tmp) / f"server-{r}.log"))
                     print(f"round {r + 1}/{args.repeats} done", file=sys.stderr, flush=True)
                 warm = [] if args.no_warm_browser else warm_browser_cold_starts(args, browser, checkpoints, Path(tmp))

@@ -3,13 +3,13 @@
     python bench/load_sessions.py [--sessions 1 5 20] [--seconds 60] [--threads 1] [--seed 0] [--out bench/results]
 
 For each session count N: a fresh ``streamlit run app.py`` on 127.0.0.1 (a free port, headless; the same command
-line and checkpoint snapshot as tests/test_browser.py), then N Playwright browser contexts in ONE Chromium (async
+line and checkpoint snapshot as bench/harness.py), then N Playwright browser contexts in ONE Chromium (async
 API), each a separate Streamlit session opened from its own deep link to the Posteriors page
 (``/posteriors?image=<i>&k=<K>``, distinct images). Once all N are open, for ``--seconds`` every session repeats
 actions as a user does, one at a time:
 - K through the sidebar slider with the keyboard (ArrowLeft / ArrowRight / Home / End on the focused thumb),
 - another test image: the sidebar's previous / next buttons, or a typed index in its number input (+ Enter).
-After each action it waits until the app has run and is idle (the script-state observer of tests/test_browser.py)
+After each action it waits until the app has run and is idle (the script-state observer of bench/harness.py)
 and checks: no Streamlit exception element and no error alert; the page's URL query shows this session's own
 ``image`` and ``k``; the sidebar shows them too; the posterior charts are titled with its K (plotly draws after the
 run, so this waits up to CHART_WAIT_MS for them); the page text names its image. A session's expected state is only
@@ -45,8 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from explorer.state import K_CHOICES, N_TEST_IMAGES  # noqa: E402
-from tests.test_browser import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     CHART_INFO,
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -54,12 +53,13 @@ from tests.test_browser import (  # noqa: E402
     K_LABEL,
     RUN_OBSERVER,
     SETTLE_MS,
-    _checkpoint_snapshot,
-    _free_port,
-    _healthy,
+    checkpoint_snapshot,
+    free_port,
+    healthy,
     start_streamlit,
     stop_streamlit,
 )
+from explorer.state import K_CHOICES, N_TEST_IMAGES  # noqa: E402
 
 VIEWPORT = {"width": 1280, "height": 800}
 SERVER_START_S = 180
@@ -252,9 +252,10 @@ async def check(page, image: int, k: int) -> tuple[list[str], bool]:
 async def close_dialogs(page) -> list[str]:
     dialogs = page.locator("[data-testid='stDialog']")
     texts = [" ".join(t.split())[:120] for t in await dialogs.all_inner_texts()]
-    for _ in texts:
+    for closed in range(1, len(texts) + 1):
         await dialogs.first.get_by_role("button", name="Close").click()
-        await page.wait_for_timeout(300)
+        await page.wait_for_function("n => document.querySelectorAll('[data-testid=\"stDialog\"]').length <= n",
+                                     arg=len(texts) - closed, timeout=10_000)
     return texts
 
 
@@ -339,14 +340,14 @@ async def run_session(sid: int, browser, url: str, seed: int, start_image: int, 
 
 
 async def run_count(n: int, args, browser, checkpoints: Path, log: Path) -> dict:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_streamlit(port, checkpoints, args.threads, log)
     sampler = MemorySampler(server.pid)
     sampler.start()
     try:
         t = time.monotonic()
-        while not _healthy(url):
+        while not healthy(url):
             if server.poll() is not None:
                 raise RuntimeError(f"streamlit exited with {server.returncode}:\n{log.read_text(errors='replace')}")
             if time.monotonic() - t > SERVER_START_S:
@@ -422,7 +423,7 @@ async def run_all(args) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="load-sessions-") as tmp:
         checkpoints = Path(tmp) / "checkpoints"
         checkpoints.mkdir()
-        models = _checkpoint_snapshot(checkpoints)
+        models = checkpoint_snapshot(checkpoints)
         print(f"models: {', '.join(models)}", file=sys.stderr, flush=True)
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

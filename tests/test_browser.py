@@ -16,32 +16,44 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from bench.harness import (
+    CHART_INFO,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IMAGE_LABEL,
+    K_LABEL,
+    ROOT,
+    RUN_OBSERVER,
+    RUN_TIMEOUT_MS,
+    VIEWPORT,
+    act,
+    checkpoint_snapshot,
+    close_dialogs,
+    external_requests,
+    free_port,
+    healthy,
+    hover,
+    scatter_target,
+    start_streamlit,
+    stop_streamlit,
+    wait_charts_settled,
+    wait_for_count,
+    wait_idle,
+)
+
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 SERVER_START_S = 120  # torch imports slowly on a loaded box
-RUN_TIMEOUT_MS = 180_000  # one script run (first quadrature of an image, the subset bound curves)
-RERUN_START_MS = 10_000  # how long an action may take to start a rerun
-SETTLE_MS = 400  # idle for this long after a run counts as idle (a callback may start another run)
-VIEWPORT = {"width": 1600, "height": 1000}
+INK_WAIT_S = 30  # how long a drawn chart may take to show ink in every subplot (WebGL on a loaded box)
 
 # page name -> (sidebar link title, URL path, title shown on the page)
 PAGES = {
@@ -55,75 +67,6 @@ PAGES = {
 }
 FIRST_LINK = "/latent?image=3"  # what the browser opens first: a deep link with state in its query
 MIN_CHARTS = {"home": 0, "latent": 4, "posteriors": 4, "resampling": 0, "bounds": 7, "toy": 2, "digit": 0}
-K_LABEL = "K (importance samples)"
-IMAGE_LABEL = "Image index (0-9999)"
-
-# Counts the app's script runs: Streamlit sets data-test-script-state on stApp to "running" / "notRunning".
-# A MutationObserver sees every change, however short the run, so an action's rerun is never missed.
-RUN_OBSERVER = """
-(() => {
-  window.__st = {runs: 0, state: null, startAt: 0, idleAt: 0};
-  const check = () => {
-    const app = document.querySelector('[data-testid="stApp"]');
-    const s = app ? app.getAttribute('data-test-script-state') : null;
-    if (s === window.__st.state) return;
-    if (s === 'running') { window.__st.runs += 1; window.__st.startAt = performance.now(); }
-    if (s === 'notRunning') window.__st.idleAt = performance.now();
-    window.__st.state = s;
-  };
-  new MutationObserver(check).observe(document, {subtree: true, childList: true, attributes: true,
-                                                 attributeFilter: ['data-test-script-state']});
-})();
-"""
-
-# For each plotly chart on the page: its traces and points, and per cartesian subplot its plot area in
-# CSS pixels relative to the chart (for the pixel check).
-CHART_INFO = """
-() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
-  const data = gd._fullData || [];
-  const size = (a) => (a && a.length) || 0;
-  const plots = Object.values((gd._fullLayout && gd._fullLayout._plots) || {}).map(p => ({
-    x: p.xaxis._offset, y: p.yaxis._offset, w: p.xaxis._length, h: p.yaxis._length}));
-  const r = gd.getBoundingClientRect();
-  return {traces: data.length, points: data.reduce((s, t) => s + Math.max(size(t.x), size(t.z)), 0),
-          plots, width: r.width, height: r.height,
-          annotations: ((gd._fullLayout && gd._fullLayout.annotations) || []).map(a => a.text)};
-})
-"""
-
-# The most isolated point of the per-digit traces in one latent scatter, in page (viewport) pixels, so that a
-# click there selects exactly that point; skips the excluded test indices (the chosen image) and the plot's edges.
-ISOLATED_POINT = """
-([chart, meta, excluded]) => {
-  const gd = document.querySelectorAll('.js-plotly-plot')[chart];
-  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
-  const all = [];
-  gd._fullData.forEach((t, cn) => {
-    for (let i = 0; i < t.x.length; i++) {
-      all.push({px: xa._offset + xa.l2p(t.x[i]), py: ya._offset + ya.l2p(t.y[i]), cn, i,
-                index: t.meta === meta && t.customdata ? Number(t.customdata[i]) : null});
-    }
-  });
-  const margin = 25;
-  const inside = (p) => p.px > xa._offset + margin && p.px < xa._offset + xa._length - margin &&
-                        p.py > ya._offset + margin && p.py < ya._offset + ya._length - margin;
-  const candidates = all.filter(p => p.index !== null && !excluded.includes(p.index) && inside(p));
-  const step = Math.max(1, Math.floor(candidates.length / 600));
-  let best = null;
-  for (let c = 0; c < candidates.length; c += step) {
-    const p = candidates[c];
-    let d2 = Infinity;
-    for (const q of all) {
-      if (q === p) continue;
-      const d = (q.px - p.px) ** 2 + (q.py - p.py) ** 2;
-      if (d < d2) d2 = d;
-    }
-    if (best === null || d2 > best.d2) best = {...p, d2};
-  }
-  return best && {x: r.left + best.px, y: r.top + best.py, index: best.index, curve: best.cn, point: best.i,
-                  separation_px: Math.sqrt(best.d2)};
-}
-"""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -142,78 +85,6 @@ class Server:
         return self.log.read_text(errors="replace") if self.log.is_file() else ""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-            return r.status == 200 and r.read().strip() == b"ok"
-    except OSError:
-        return False
-
-
-def _checkpoint_snapshot(folder: Path) -> list[str]:
-    """Copy the model checkpoints (not training states), the instructive-image presets and the gradient-SNR file
-    into ``folder``; write two small untrained models when there are none. Returns the model names."""
-    from explorer.presets import INSTRUCTIVE_FILE
-    from iwae import catalog
-
-    source = ROOT / "checkpoints"
-    for path in catalog.discover(source):
-        shutil.copy2(path, folder / path.name)
-    for extra in (source / INSTRUCTIVE_FILE, source / "gradient-snr.json"):  # presets, the SNR figure
-        if extra.is_file():
-            shutil.copy2(extra, folder / extra.name)
-    if not catalog.discover(folder):
-        _write_untrained_models(folder)
-    return [catalog.checkpoint_name(p) for p in catalog.discover(folder)]
-
-
-def _write_untrained_models(folder: Path) -> None:
-    import torch
-
-    from iwae import testset
-    from iwae.checkpoints import save_checkpoint
-    from iwae.model import VAE, ModelConfig
-
-    images, _ = testset.load()
-    for seed, (name, objective, k) in enumerate((("vae-k1", "vae", 1), ("iwae-k50", "iwae", 50))):
-        torch.manual_seed(seed)
-        model = VAE(ModelConfig())
-        model.init_output_bias(images[:2000].mean(0))
-        history = [{"epoch": 1, "lr": 1e-3, "train_bound": -200.0, "test_bound": -205.0, "test_images": 100,
-                    "seconds": 1.0}]
-        metadata = {"config": ModelConfig().to_dict(), "objective": objective, "k": k, "estimator": "standard",
-                    "epochs": 1, "seed": seed, "data": {"dataset": "untrained browser-test model"},
-                    "history": history, "metrics": {}}
-        save_checkpoint(model, metadata, folder / f"{name}.safetensors")
-
-
-def start_streamlit(port: int, checkpoints: Path, threads: int | str | None, log: Path) -> subprocess.Popen:
-    """``streamlit run app.py`` on 127.0.0.1:port over a checkpoint folder, output to ``log`` (also used by bench/)."""
-    env = os.environ | {"IWAE_CHECKPOINT_DIR": str(checkpoints)}
-    if threads:
-        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "IWAE_APP_THREADS": str(threads)}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-               "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
-    with open(log, "wb") as out:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop_streamlit(process: subprocess.Popen, timeout: float = 20) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not CHROMIUM.is_file():
@@ -224,15 +95,15 @@ def server(tmp_path_factory):
     if not testset.DEFAULT_PATH.is_file():
         pytest.skip("the shipped binarized test set is missing")
     folder = tmp_path_factory.mktemp("browser-checkpoints")
-    models = _checkpoint_snapshot(folder)
-    port = _free_port()
+    models = checkpoint_snapshot(folder)
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("browser-server") / "streamlit.log"
     process = start_streamlit(port, folder, os.environ.get("IWAE_TEST_THREADS", "1"), log)
     srv = Server(url, process, log, folder, models)
     try:
         deadline = time.monotonic() + SERVER_START_S
-        while not _healthy(url):
+        while not healthy(url):
             if process.poll() is not None:
                 pytest.fail(f"streamlit exited with {process.returncode} before it was healthy:\n{srv.log_text()}")
             if time.monotonic() > deadline:
@@ -253,6 +124,7 @@ class Browser:
     url: str
     errors: list[str]
     first_dialogs: list[str]  # dialogs shown when the session opened (a deep link, the server's first session)
+    requests: list[str] = field(default_factory=list)  # every URL any page of the browser requested, from the start
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +137,8 @@ def browser(server):
         try:
             context = chromium.new_context(viewport=VIEWPORT)
             context.add_init_script(RUN_OBSERVER)
+            requests: list[str] = []
+            context.on("request", lambda request: requests.append(request.url))
             page = context.new_page()
             page.set_default_timeout(RUN_TIMEOUT_MS)
             errors: list[str] = []
@@ -273,44 +147,9 @@ def browser(server):
             page.goto(server.url + FIRST_LINK)
             wait_idle(page)
             dialogs = close_dialogs(page)
-            yield Browser(page, server.url, errors, dialogs)
+            yield Browser(page, server.url, errors, dialogs, requests)
         finally:
             chromium.close()
-
-
-def close_dialogs(page) -> list[str]:
-    """Close every open Streamlit dialog; returns their texts."""
-    dialogs = page.locator("[data-testid='stDialog']")
-    texts = [" ".join(t.split()) for t in dialogs.all_inner_texts()]
-    for _ in texts:
-        dialogs.first.get_by_role("button", name="Close").click()
-        page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stDialog\"]')", timeout=10_000)
-    return texts
-
-
-def runs(page) -> int:
-    return page.evaluate("() => window.__st.runs")
-
-
-def wait_idle(page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
-    """Connected, no script running, and none for SETTLE_MS."""
-    page.wait_for_function(
-        """settle => {
-             const app = document.querySelector('[data-testid="stApp"]');
-             return app && app.getAttribute('data-test-connection-state') === 'CONNECTED'
-               && window.__st.state === 'notRunning' && performance.now() - window.__st.idleAt > settle;
-           }""",
-        arg=SETTLE_MS, timeout=timeout_ms, polling=100,
-    )
-
-
-def act(page, action, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
-    """Do ``action`` (a callable), wait for the rerun it causes to start, then for the app to be idle."""
-    before = runs(page)
-    action()
-    page.wait_for_function("n => window.__st.runs > n", arg=before, timeout=RERUN_START_MS, polling=50)
-    wait_idle(page, timeout_ms)
 
 
 def open_page(b: Browser, name: str) -> None:
@@ -318,8 +157,11 @@ def open_page(b: Browser, name: str) -> None:
     title, path, heading = PAGES[name]
     link = b.page.locator("[data-testid='stSidebarNav'] a[data-testid='stSidebarNavLink']", has_text=title)
     act(b.page, link.click)
-    assert urlparse(b.page.url).path == path, b.page.url
-    assert b.page.locator("h1").first.inner_text().strip() == heading
+    # The page's own state, not a time: the URL moved to the page, its title is drawn, and the app is idle.
+    b.page.wait_for_function(
+        "([p, h]) => location.pathname === p && document.querySelector('h1')?.innerText.trim() === h",
+        arg=[path, heading], timeout=RUN_TIMEOUT_MS, polling=100)
+    wait_idle(b.page)
 
 
 def sidebar_state(page) -> dict:
@@ -371,7 +213,13 @@ def ink_pixels(png: bytes, box: dict) -> int:
 
 
 def assert_charts_drawn(b: Browser, minimum: int) -> list[dict]:
-    """At least ``minimum`` plotly charts, each with data, a real size, and ink in every subplot's plot area."""
+    """At least ``minimum`` plotly charts, each with data, a real size, and ink in every subplot's plot area. Waits
+    for the frontend to draw them (it may finish after the script run has ended), up to INK_WAIT_S for the ink."""
+    wait_for_count(b.page, ".js-plotly-plot", minimum)
+    b.page.wait_for_function(
+        "n => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(gd => gd._fullLayout"
+        " && (gd._fullData || []).length).length >= n", arg=minimum, timeout=RUN_TIMEOUT_MS, polling=100)
+    wait_charts_settled(b.page)
     charts = b.page.evaluate(CHART_INFO)
     assert len(charts) >= minimum, f"{len(charts)} plotly charts, expected at least {minimum}"
     locator = b.page.locator(".js-plotly-plot")
@@ -379,44 +227,15 @@ def assert_charts_drawn(b: Browser, minimum: int) -> list[dict]:
         assert chart["traces"] > 0 and chart["points"] > 0, (i, chart)
         assert chart["width"] > 200 and chart["height"] > 150, (i, chart)
         assert chart["plots"], (i, chart)
-        png = locator.nth(i).screenshot()
-        ink = [ink_pixels(png, box) for box in chart["plots"]]
+        deadline = time.monotonic() + INK_WAIT_S
+        while True:  # WebGL draws on the browser's own schedule: re-read the pixels each animation frame
+            png = locator.nth(i).screenshot()
+            ink = [ink_pixels(png, box) for box in chart["plots"]]
+            if min(ink) >= 100 or time.monotonic() > deadline:
+                break
+            b.page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
         assert min(ink) >= 100, f"chart {i}: a blank subplot (ink pixels per subplot {ink}); {chart}"
     return charts
-
-
-def scatter_target(page, chart: int, excluded: list[int]) -> dict | None:
-    """An isolated point of latent scatter number ``chart`` (scrolled into view): its viewport position, test
-    index, trace and point number, and the distance in pixels to its nearest neighbour."""
-    from iwae.figures import DIGIT_META
-
-    page.locator(".js-plotly-plot").nth(chart).scroll_into_view_if_needed()
-    return page.evaluate(ISOLATED_POINT, [chart, DIGIT_META, list(excluded)])
-
-
-HOVERED = """
-([chart, curve, point]) => {
-  const gd = document.querySelectorAll('.js-plotly-plot')[chart];
-  const h = gd && gd._hoverdata;
-  return !!(h && h.length && h[0].curveNumber === curve && h[0].pointNumber === point);
-}
-"""
-
-
-def hover(page, target: dict, chart: int = 0, timeout_s: float = 30) -> None:
-    """Move the mouse onto the point as a user does, until plotly's hover state holds that point: its click
-    handler reads it, and a fresh WebGL scatter builds its point index on the first hover (slow on a loaded box:
-    a click before that selects nothing)."""
-    deadline = time.monotonic() + timeout_s
-    for attempt in range(1000):
-        page.mouse.move(target["x"] - 8 + attempt % 2, target["y"] - 8)
-        page.mouse.move(target["x"], target["y"], steps=4)
-        try:
-            page.wait_for_function(HOVERED, arg=[chart, target["curve"], target["point"]], timeout=1000, polling=50)
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"plotly never reported hovering {target}") from None
 
 
 def full_page_screenshot(page, name: str) -> Path:
@@ -428,7 +247,7 @@ def full_page_screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"browser-{name}.png"
     page.set_viewport_size({"width": VIEWPORT["width"], "height": min(int(height) + 40, 8000)})
     try:
-        page.wait_for_timeout(1000)  # plotly redraws on resize
+        wait_charts_settled(page)  # plotly redraws on resize
         wait_idle(page)
         page.screenshot(path=str(path), full_page=True)
     finally:
@@ -451,7 +270,7 @@ def test_first_session_opened_with_state(browser):
 
 def test_first_deep_link_without_page_not_found(browser):
     """The browser's first link, to a page of the freshly started server, shows no "Page not found" dialog (the
-    legacy pages/ folder lookup runs first; see common.page_frame)."""
+    legacy pages/ folder lookup runs first; explorer/boot.py hands that run to app.py)."""
     assert browser.first_dialogs == []
 
 
@@ -465,14 +284,26 @@ def test_page_renders(browser, name):
     assert browser.page.locator("[data-testid='stSidebar'] [data-testid='stSlider']").count() == 1
     if MIN_CHARTS[name]:
         assert_charts_drawn(browser, MIN_CHARTS[name])
-    if name == "home":
-        assert browser.page.locator("[data-testid='stDataFrame']").count() >= 1
-    if name == "resampling":
-        sizes = browser.page.locator("[data-testid='stMain'] img").evaluate_all(
-            "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
-        assert len(sizes) >= 9 and all(done and width > 0 for done, width in sizes), sizes
+    if name == "home":  # the data grid is drawn by the frontend after the run: wait for it, not for a time
+        wait_for_count(browser.page, "[data-testid='stDataFrame']", 1)
+    if name == "resampling":  # the input, then 2 x 4 pictures; each must have loaded
+        browser.page.wait_for_function(
+            "() => { const imgs = Array.from(document.querySelectorAll('[data-testid=\"stMain\"] img'));"
+            " return imgs.length >= 9 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+            timeout=RUN_TIMEOUT_MS, polling=100)
     shot = full_page_screenshot(browser.page, name)
     assert shot.stat().st_size > 10_000
+
+
+def test_no_request_leaves_the_machine(browser):
+    """Offline-safe: while the browser opened every page (the deep link first, then each page from the sidebar), every
+    request it made went to the app's server: no web font, icon or script from the internet."""
+    for name in PAGES:
+        open_page(browser, name)
+    assert browser.requests, "the request recorder saw nothing"
+    assert any(urlparse(u).path.startswith("/_stcore") or urlparse(u).path.startswith("/static")
+               for u in browser.requests)  # the recorder sees the app's own traffic
+    assert external_requests(browser.requests) == [], external_requests(browser.requests)
 
 
 def test_draw_a_digit(browser):
