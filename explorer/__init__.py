@@ -16,7 +16,10 @@ One module a job:
 
 ``import explorer`` loads no torch: each submodule loads on first use (``explorer.views`` ...), so that a page's first
 statement, ``explorer.page_frame()``, can hand a fresh server's first deep link to app.py before torch is imported
-(app.py then sends the browser warm-up first; see ``boot``).
+(app.py then sends the browser warm-up first; see ``boot``). The pages whose first chart comes at once (latent,
+posteriors, resampling) import nothing that loads torch at their top; toy and bounds import torch-using core modules
+there, which only costs a first deep link to them the overlap of plotly.js loading with the torch import, hidden behind
+the seconds of fitting or curve sampling before their first chart.
 """
 
 from __future__ import annotations
