@@ -29,7 +29,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
-framing = explorer.frame  # the torch import
+frame = explorer.frame  # the torch import, once per process: after the warm-up chart has been sent
 if warm_up is not None:
     warm_up.empty()
-framing.run_framed(page)
+frame.run_framed(page)  # the sidebar, the notices, then the page inside them
