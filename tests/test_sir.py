@@ -192,3 +192,15 @@ def test_sir_from_pool_matches_q_iw(small):
     assert not dependent.independent and torch.isfinite(dependent.weights).all()
     with pytest.raises(ValueError):
         sir.sir_from_pool(pool.z[:10], pool.log_w[:10], 11, 1)
+
+
+def test_the_independence_boundary_of_pool_draws():
+    """sir.independent_from_pool is the one rule (the Posteriors page's caption reads the draws' flag): up to R K = pool
+    size the K-sets are disjoint, so no pool draw serves two SIR draws; one more draw makes them dependent."""
+    z = torch.randn(1000, 2, generator=_gen(30))
+    log_w = torch.randn(1000, generator=_gen(31), dtype=torch.float64)
+    fits = sir.sir_from_pool(z, log_w, 10, 100, _gen(32))
+    assert sir.independent_from_pool(10, 100, 1000) and fits.independent
+    assert len(torch.unique(fits.proposals.reshape(-1, 2), dim=0)) == 1000  # every pool draw used exactly once
+    over = sir.sir_from_pool(z, log_w, 10, 101, _gen(33))
+    assert not sir.independent_from_pool(10, 101, 1000) and not over.independent
