@@ -17,10 +17,11 @@ One implementation serves the evaluation CLI and the explorer's views:
 4. log p(x) = logsumexp over all points of log p(x, z) + log(cell area) (the midpoint rule).
 
 Error estimate: in every cell within ``ACTIVE_NATS`` of the maximum, the trapezoidal rule on the same fine
-spacing (the (s+1)^2 corners of the sub-cells) gives a second estimate of the cell's integral. The two rules
-have errors of opposite signs, the midpoint's about half the trapezoid's, so |midpoint - trapezoid| is about
-three times the midpoint rule's error: an estimate that bounds the error without being orders of magnitude
-larger. Added to it: the bound on the mass outside the region, and the mass of the cells below ``ACTIVE_NATS``
+spacing (the (s+1)^2 corners of the sub-cells) gives a second estimate of the cell's integral. The two composite
+rules have errors of opposite signs, the midpoint's about half the trapezoid's, so |midpoint - trapezoid| over all
+those cells bounds the midpoint rule's error and is about three times it. Cells where the rules disagree most are
+subdivided further (up to ``RESOLUTION_PASSES`` times) until the difference is below ``RESOLUTION_TARGET``. Added
+to the estimate: the bound on the mass outside the region, and the mass of the cells below ``ACTIVE_NATS``
 (counted by their centres only).
 """
 
@@ -44,6 +45,9 @@ MASS_NATS = 12.0  # cells within this of the max log joint are refined where cur
 SEARCH_NATS = 30.0  # cells within this are refined too if their curvature suggests a hidden narrow peak
 ACTIVE_NATS = 25.0  # cells within this get the trapezoidal second estimate; below, their whole mass is error
 MAX_SUBDIVISION = 32
+RESOLUTION_TARGET = 2e-3  # subdivide further until the two rules differ by at most this share of p(x)
+RESOLUTION_PASSES = 6
+RESOLUTION_COVERAGE = 0.9  # each pass subdivides the cells holding this share of the rules' disagreement
 PROBE_RADII = (6.0, 7.0, 8.0, 10.0, 12.0, 15.0, 18.0, 24.0, 30.0, 36.0, 48.0, 64.0, 128.0, 1024.0)
 PROBE_ANGLES = 512
 
@@ -144,8 +148,9 @@ def _curvature(j2d: torch.Tensor) -> torch.Tensor:
 
 
 def _subdivision(curv: torch.Tensor, oversample: int = 1) -> torch.Tensor:
-    """Powers of two s with fine spacing h0/s <= posterior width / (2 oversample), width ~ h0 / sqrt(curvature)."""
-    need = 2.0 * oversample * curv.clamp(min=0).sqrt()
+    """Powers of two s with fine spacing h0/s <= posterior width / oversample, width ~ h0 / sqrt(curvature): the
+    midpoint rule on a Gaussian of width sigma at spacing sigma is already exact to ~1e-8 (relative)."""
+    need = oversample * curv.clamp(min=0).sqrt()
     s = torch.ones_like(need, dtype=torch.int64)
     while True:
         grow = (s < need) & (s < MAX_SUBDIVISION * oversample)
@@ -241,7 +246,8 @@ def _coarse_trapezoid(model: VAE, x: torch.Tensor, region: _Region, chosen: torc
 @torch.no_grad()
 def refine(model: VAE, grid: GlobalGrid, x: torch.Tensor, j_coarse: torch.Tensor, oversample: int = 1) -> Quadrature:
     """Adaptive quadrature for one image x (D,), given its log joint on the global grid (G,). ``oversample`` > 1
-    refines that many times finer (a reference pass for checking the error estimate)."""
+    refines that many times finer, to a resolution target oversample^4 times smaller (a reference pass for checking
+    the error estimate)."""
     h0 = grid.spacing
     region = _Region(j_coarse.reshape(grid.n, grid.n), axis_centres(grid.n, h0, grid.half_width), grid.half_width)
     probe_ll = log_likelihood_from_logits(x[None], grid.probe_logits, grid.probe_softplus_sum)[0]
@@ -260,47 +266,97 @@ def refine(model: VAE, grid: GlobalGrid, x: torch.Tensor, j_coarse: torch.Tensor
     wanted = (j2d >= top - MASS_NATS) | ((j2d >= top - SEARCH_NATS) & (curv > 4.0))
     s = torch.where(wanted, _subdivision(curv, oversample), torch.ones_like(curv, dtype=torch.int64)).reshape(-1)
     active = (j_flat >= top - ACTIVE_NATS) | (s > 1)
+    inactive_log_mass = (torch.logsumexp(j_flat[~active].double(), 0).item() + log_area0 if (~active).any()
+                         else -math.inf)
+    cells = _Cells(model, x, region, active.nonzero()[:, 0], s[active])
+    max_level, target = MAX_SUBDIVISION * oversample, RESOLUTION_TARGET / oversample**4
+    for _ in range(RESOLUTION_PASSES * oversample):  # subdivide further where the two rules disagree most
+        log_px = torch.logaddexp(torch.logsumexp(cells.mid, 0), torch.tensor(inactive_log_mass, dtype=torch.float64))
+        share = torch.exp(cells.mid - log_px) - torch.exp(cells.trap - log_px)  # (C,) signed, of p(x)
+        if share.sum().abs() <= target:
+            break
+        worst = _largest_shares(share.abs(), RESOLUTION_COVERAGE) & (cells.level < max_level)
+        if not worst.any():
+            break
+        cells.subdivide(worst)
 
-    points, log_joint, log_area = [centres[~active]], [j_flat[~active]], [torch.full((int((~active).sum()),),
-                                                                                     log_area0)]
-    inactive_log_mass = torch.logsumexp(j_flat[~active].double(), 0).item() + log_area0 if (~active).any() \
-        else -math.inf
-    mid_cells, trap_cells = [], []
-    finest = h0
-    for level in torch.unique(s[active]).tolist():
-        chosen = active & (s == level)
-        if level == 1:  # the midpoint is the coarse centre, already known
-            mid, j_mid = centres[chosen], j_flat[chosen]
-            trapezoid = _coarse_trapezoid(model, x, region, chosen.nonzero()[:, 0])
-        else:
-            mid, j_mid, trapezoid = _cell_rules(model, x, centres[chosen], level, h0)
-        area = 2 * math.log(h0 / level)
-        points.append(mid)
-        log_joint.append(j_mid)
-        log_area.append(torch.full((len(mid),), area))
-        mid_cells.append(j_mid.double() + area)
-        trap_cells.append(trapezoid)
-        finest = min(finest, h0 / level)
-    points_t, joint_t, area_t = torch.cat(points), torch.cat(log_joint), torch.cat(log_area)
+    points, log_joint, log_area = cells.points()
+    points_t = torch.cat([centres[~active], points])
+    joint_t = torch.cat([j_flat[~active], log_joint])
+    area_t = torch.cat([torch.full((int((~active).sum()),), log_area0), log_area])
     log_px = torch.logsumexp((joint_t + area_t).double(), 0).item()
-    log_mid_active = torch.logsumexp(torch.cat(mid_cells), 0).item()
-    log_trap_active = torch.logsumexp(torch.cat(trap_cells), 0).item()
-    resolution_nats = abs(log_mid_active - log_trap_active)  # the active cells hold all but a tiny share of p(x)
+    # Composite rules: the per-cell edge terms of their errors cancel between neighbours (so the totals are compared,
+    # not the cells), and the two errors have opposite signs, so the difference bounds the midpoint rule's error (it is
+    # about three times that error: the trapezoid's is about -2 times the midpoint's).
+    resolution_share = abs((torch.exp(cells.mid - log_px) - torch.exp(cells.trap - log_px)).sum().item())
     outside = _outside_bound(region, probe_ll, grid.probe_radius)
     outside_nats = _log1p_exp(outside - log_px)
     coarse_nats = _log1p_exp(inactive_log_mass - log_px) if math.isfinite(inactive_log_mass) else 0.0
     return Quadrature(
         log_px=log_px,
-        error_estimate=resolution_nats + outside_nats + coarse_nats,
+        error_estimate=math.log1p(resolution_share) + outside_nats + coarse_nats,
         outside_log_mass_bound=outside,
         points=points_t,
         log_joint=joint_t,
         log_area=area_t,
-        n_refined_cells=int((s > 1).sum()),
-        finest_spacing=finest,
+        n_refined_cells=int((cells.level > 1).sum()),
+        finest_spacing=h0 / cells.level.max().item() if len(cells.level) else h0,
         half_width=region.half_width,
         outside_nats=outside_nats,
     )
+
+
+def _largest_shares(share: torch.Tensor, coverage: float) -> torch.Tensor:
+    """The fewest cells whose shares add up to ``coverage`` of the total, largest first.  -> (C,) bool"""
+    order = torch.argsort(share, descending=True)
+    cumulative = torch.cumsum(share[order], 0)
+    count = int(torch.searchsorted(cumulative, coverage * cumulative[-1]).item()) + 1
+    chosen = torch.zeros_like(share, dtype=torch.bool)
+    chosen[order[:count]] = True
+    return chosen
+
+
+class _Cells:
+    """The active coarse cells of one image, each at its own subdivision level, with both rules' integrals."""
+
+    def __init__(self, model: VAE, x: torch.Tensor, region: _Region, index: torch.Tensor, level: torch.Tensor):
+        self.model, self.x, self.region = model, x, region
+        self.h0 = (region.axis[1] - region.axis[0]).item()
+        self.index, self.level = index, level.clone()  # flat cell indices into the region (C,), levels (C,)
+        self.centres = torch.cartesian_prod(region.axis, region.axis)[index]
+        self.mid = torch.empty(len(index), dtype=torch.float64)  # log midpoint-rule integral per cell
+        self.trap = torch.empty(len(index), dtype=torch.float64)  # log trapezoid-rule integral per cell
+        self.groups: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []  # level, cells, points, j
+        self._compute(torch.ones(len(index), dtype=torch.bool))
+
+    def _compute(self, chosen: torch.Tensor) -> None:
+        for level in torch.unique(self.level[chosen]).tolist():
+            which = (chosen & (self.level == level)).nonzero()[:, 0]
+            if level == 1:  # the midpoint is the coarse centre, already known
+                mid, j_mid = self.centres[which], self.region.j2d.reshape(-1)[self.index[which]]
+                trap = _coarse_trapezoid(self.model, self.x, self.region, self.index[which])
+            else:
+                mid, j_mid, trap = _cell_rules(self.model, self.x, self.centres[which], level, self.h0)
+            area = 2 * math.log(self.h0 / level)
+            self.mid[which] = torch.logsumexp(j_mid.double().reshape(len(which), -1), 1) + area
+            self.trap[which] = trap
+            self.groups.append((level, which, mid, j_mid))
+
+    def subdivide(self, chosen: torch.Tensor) -> None:
+        self.level[chosen] *= 2
+        self._compute(chosen)
+
+    def points(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Midpoint-rule points of every cell at its final level.  -> (P, 2), log joint (P,), log area (P,)"""
+        pts, joint, area = [], [], []
+        for level, which, mid, j_mid in self.groups:
+            current = (self.level[which] == level).repeat_interleave(level * level)
+            pts.append(mid[current])
+            joint.append(j_mid[current])
+            area.append(torch.full((int(current.sum()),), 2 * math.log(self.h0 / level)))
+        if not pts:
+            return torch.zeros(0, 2), torch.zeros(0), torch.zeros(0)
+        return torch.cat(pts), torch.cat(joint), torch.cat(area)
 
 
 @torch.no_grad()
