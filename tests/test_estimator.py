@@ -79,3 +79,18 @@ def test_draw_from_a_model_is_reproducible_and_consistent_with_the_bound():
     assert d.l_k == pytest.approx(float(iwae_bound(torch.from_numpy(a)[None])[0]), abs=1e-9)
     with pytest.raises(ValueError):
         draw_log_weights(model, x, 0)
+
+
+def test_estimator_figure_draws_sorted_bars_and_both_lines():
+    from iwae.estimator_figures import estimator_figure
+
+    log_w = np.random.default_rng(4).normal(-100.0, 4.0, size=30)
+    d = inspect_log_weights(log_w)
+    fig = estimator_figure(d)
+    bars = [t for t in fig.data if t.type == "bar"]
+    lines = [t for t in fig.data if t.type == "scatter"]
+    assert len(bars) == 2 and len(lines) == 2
+    shown = np.asarray(bars[0].customdata)
+    assert np.all(np.diff(shown) <= 0) and np.allclose(np.sort(shown), np.sort(log_w))
+    assert [t.y[0] for t in lines] == [d.elbo, d.l_k]
+    assert np.isclose(np.sum(bars[1].y), 1.0)
