@@ -9,7 +9,7 @@ import streamlit as st
 from iwae import catalog, testset
 from iwae.catalog import Catalog
 
-from . import results, sidebar, threads
+from . import presenter, results, sidebar, threads
 from .boot import FRAME_FLAG
 from .data import load_catalog, test_set
 from .state import ViewState
@@ -32,6 +32,7 @@ def frame() -> tuple[Catalog, ViewState] | None:
         show_missing(cat)
         return None
     state = sidebar.sidebar(cat, labels)
+    presenter.apply()
     show_notices(cat)
     return cat, state
 

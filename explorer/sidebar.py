@@ -11,9 +11,11 @@ from iwae import image_ref
 from iwae.catalog import Catalog
 from iwae.rng import stable_seed
 
-from . import presets, results
+from . import presenter, presets, results
 from . import state as state_mod
 from .state import ViewState
+
+PAGE_QUERY_KEYS = ("step",)  # URL parameters a page owns (explorer.lesson_ui), kept when the state is mirrored
 
 
 def _sanitize(cat: Catalog, n_images: int) -> None:
@@ -21,6 +23,7 @@ def _sanitize(cat: Catalog, n_images: int) -> None:
     invalid (a checkpoint that vanished)."""
     ss = st.session_state
     names = cat.names
+    presenter.init()
     if "_view_init" not in ss:
         state, warnings = state_mod.parse_query(st.query_params.to_dict(), names, n_images)
         ss["_query_warnings"] = warnings
@@ -154,8 +157,11 @@ def sidebar(cat: Catalog, labels: np.ndarray) -> ViewState:
     sb.number_input("Random seed", min_value=0, max_value=state_mod.MAX_SEED, step=1, key="seed",
                     help="Every sampled quantity (q_IW estimate, SIR draws, bounds) is reproducible from this.")
     sb.toggle("Show the mathematics", key="show_math")
+    presenter.toggle(sb)
     state = view_state()
-    query = state_mod.to_query(state)
+    # Page parameters (the lesson's step) stay; the presenter view is carried while it is on.
+    kept = {key: value for key, value in st.query_params.to_dict().items() if key in PAGE_QUERY_KEYS}
+    query = state_mod.to_query(state) | presenter.query() | kept
     if st.query_params.to_dict() != query:
         st.query_params.from_dict(query)
     sb.caption("The URL holds this state: share it to open the same models, image and K.")

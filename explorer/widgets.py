@@ -11,7 +11,7 @@ from iwae.catalog import Catalog
 from iwae.image_ref import ImageRef
 from iwae.posterior import OthersDrawn
 
-from . import results
+from . import presenter, results
 from .state import ViewState
 
 TEST_BINARIZATION_SEED = testset.data.TEST_BINARIZATION_SEED
@@ -25,7 +25,8 @@ def math_expander(state: ViewState, label: str = "The mathematics"):
 def columns(cat: Catalog, state: ViewState):
     """Two columns, left and right model: [(side, column, name, checkpoint), ...]. ``side`` ("left",
     "right") keeps element keys unique when both columns show the same model."""
-    cols = st.columns(2, gap="medium")
+    # Presenter view: one model per row (two models' figures side by side are too small on a projector).
+    cols = [st.container(), st.container()] if presenter.stacked() else st.columns(2, gap="medium")
     out = []
     for side, col, name in zip(("left", "right"), cols, (state.model_a, state.model_b), strict=True):
         ckpt = cat.checkpoints[name]
