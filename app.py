@@ -11,6 +11,8 @@ import streamlit as st
 
 import explorer  # imports no torch: its submodules load on first use
 
+# The icon first, before st.navigation: otherwise the browser shows (and fetches from the internet) the page's
+# material icon meanwhile (tests/test_browser.py::test_no_request_leaves_the_machine).
 st.set_page_config(page_title="IWAE visual explorer", page_icon=explorer.boot.ICON, layout="wide")
 warm_up = explorer.boot.warm_up_browser()  # before explorer.frame below imports torch
 
