@@ -21,6 +21,7 @@ warm_up = explorer.boot.warm_up_browser()  # before explorer.frame below imports
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     *(st.Page(f"pages/{key}.py", title=title, icon=icon, url_path=key) for key, title, icon in (
+        ("lesson", "Lesson", ":material/school:"),
         ("latent", "Latent space", ":material/scatter_plot:"),
         ("posteriors", "Posteriors", ":material/blur_on:"),
         ("resampling", "Resampling", ":material/casino:"),

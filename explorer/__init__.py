@@ -12,6 +12,11 @@ One module a job:
 - ``sidebar``: the shared sidebar widgets and their callbacks;
 - ``frame``: what every run draws around a page (sidebar, notices, or what is missing);
 - ``widgets``: small display helpers the pages share;
+- ``presenter``: the presenter view (?present=1, the sidebar toggle): stylesheet and figure sizes for a projector;
+- ``lesson`` (no Streamlit), ``lesson_ui``: the guided lesson's steps, their images chosen by the preset computation,
+  and its page's glue (Back / Next, ?step=N, each step's figures);
+- ``estimator``: the Posteriors page's "Inspect the estimator" section (one draw of K log weights taken apart);
+- ``downloads``: the per-image numbers of the chosen models as CSV with their protocol;
 - ``views``: the cached computations behind the pages (pure functions of small keys around ``iwae``).
 
 ``import explorer`` loads no torch: each submodule loads on first use (``explorer.views`` ...), so that a page's first
@@ -26,8 +31,8 @@ from __future__ import annotations
 
 import importlib
 
-SUBMODULES = ("boot", "data", "frame", "legacy", "presets", "results", "sidebar", "state", "threads", "views",
-              "widgets")
+SUBMODULES = ("boot", "data", "downloads", "estimator", "frame", "legacy", "lesson", "lesson_ui", "presenter",
+              "presets", "results", "sidebar", "state", "threads", "views", "widgets")
 
 
 def __getattr__(name: str):

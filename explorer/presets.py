@@ -45,3 +45,13 @@ def instructive_protocol(directory: Path | str) -> str | None:
     """How the presets were chosen, as the file records it."""
     raw = _read(directory)
     return str(raw["protocol"]) if isinstance(raw, Mapping) and raw.get("protocol") else None
+
+
+def instructive_details(directory: Path | str) -> dict[int, Mapping]:
+    """What the preset file records about each image it names ({index: details}: digit label, share of a second
+    posterior mode, log p(x) and the gap to the ELBO per model); {} when absent."""
+    raw = _read(directory)
+    details = raw.get("details") if isinstance(raw, Mapping) else None
+    if not isinstance(details, Mapping):
+        return {}
+    return {int(k): v for k, v in details.items() if str(k).isdigit() and isinstance(v, Mapping)}

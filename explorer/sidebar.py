@@ -15,6 +15,7 @@ from . import presenter, presets, results
 from . import state as state_mod
 from .state import ViewState
 
+PENDING = "_pending_view"  # widget values a page asked for on the next run (the lesson's steps), set before the widgets
 PAGE_QUERY_KEYS = ("step",)  # URL parameters a page owns (explorer.lesson_ui), kept when the state is mirrored
 
 
@@ -32,6 +33,8 @@ def _sanitize(cat: Catalog, n_images: int) -> None:
         ss["image"], ss["digit"], ss["K"] = state.image, state.digit, state.k
         ss["seed"], ss["show_math"] = state.seed, state.show_math
         ss["own"] = state.own
+    for key, value in (ss.pop(PENDING, None) or {}).items():
+        ss[key] = value
     default = state_mod.default_state(names)
     for key in ("model_a", "model_b"):
         if ss.get(key) not in names:

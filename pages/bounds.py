@@ -63,6 +63,13 @@ for side, col, name, ckpt in widgets.columns(cat, state):
 # --- results --------------------------------------------------------------------------------------
 st.header("Results")
 widgets.results_table(cat)
+chosen = [cat.checkpoints[n] for n in dict.fromkeys((state.model_a, state.model_b))]
+if explorer.downloads.available(chosen):
+    st.download_button("Per-image numbers of the two models (CSV)", key="per_image_csv", on_click="ignore",
+                       data=explorer.downloads.csv_maker(chosen, labels, widgets.TEST_BINARIZATION_SEED),
+                       file_name=f"per-image-{'-'.join(c.name for c in chosen)}.csv", mime="text/csv",
+                       icon=":material/download:", help="Exact log p(x), IS estimate, ELBO, L_5, L_50 per test image; "
+                                                        "the protocol in the file's # header lines.")
 
 # --- training curves and latent separation --------------------------------------------------------
 st.header("Training curves and latent separation")

@@ -91,3 +91,5 @@ for side, col, name, ckpt in widgets.columns(cat, state):
             1, f"{title}; sampling seed {seed}; {explorer.state.N_TEST_IMAGES:,}-image test set; "
             f"window grid {len(view['x_axis'])} × {len(view['y_axis'])}"))
 
+
+explorer.estimator.section(cat, state, title)
