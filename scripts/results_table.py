@@ -9,8 +9,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from iwae.checkpoints import CheckpointError, read_metadata  # noqa: E402
+from iwae.zoo import ALL_MODELS, DEFAULT_MODELS, EXTRA_MODELS, PROTOCOL  # noqa: E402
 
-ORDER = ("vae-k1", "vae-k50", "iwae-k5", "iwae-k50", "iwae-k50-dreg")
+ORDER = tuple(m.name for m in DEFAULT_MODELS + EXTRA_MODELS)
 REFERENCES = (  # published numbers, in the IS column (their estimator); not computed here
     "| *Burda et al. 2016, Table 1 (50-D latent)* | VAE | 1 | 3,280 | | | | *86.76* | | | | |",
     "| *Burda et al. 2016, Table 1 (50-D latent)* | VAE | 50 | 3,280 | | | | *86.35* | | | | |",
@@ -25,14 +26,15 @@ def row(path: Path) -> str:
     meta = read_metadata(path)
     m, t = meta["metrics"], meta.get("training", {})
     name = path.name.removesuffix(".safetensors")
+    budget = ("equal" if meta["epochs"] == PROTOCOL["epochs"] and name in ALL_MODELS and ALL_MODELS[name].equal_budget
+              else "**outside**")
     hours = t.get("seconds", 0) / 3600
-    hardware = f"{t.get('device', '?')}, {t.get('threads', '?')} thread(s)"
     if not m:
-        return (f"| `{name}` | {meta['objective']} | {meta['k']} | {meta['epochs']} | {hours:.2f} h | {hardware} "
+        return (f"| `{name}` | {meta['objective']} | {meta['k']} | {meta['epochs']} | {budget} | {hours:.2f} h "
                 "| (not evaluated) |||||")
     return (
         f"| `{name}` | {meta['objective'].upper()}{' (DReG)' if meta['estimator'] == 'dreg' else ''} | {meta['k']} "
-        f"| {meta['epochs']} | {hours:.2f} h | {hardware} | **{m['nll_quadrature']:.2f}** "
+        f"| {meta['epochs']} | {budget} | {hours:.2f} h | **{m['nll_quadrature']:.2f}** "
         f"| {m['nll_is5000']:.2f} ± {m['nll_is_sem']:.2f} | {-m['elbo']:.2f} | {-m['l5']:.2f} | {-m['l50']:.2f} "
         f"| {m['active_units']} |"
     )
@@ -42,7 +44,7 @@ def main() -> int:
     paths = [Path(p) for p in sys.argv[1:]] or [
         Path("checkpoints") / f"{n}.safetensors" for n in ORDER if (Path("checkpoints") / f"{n}.safetensors").exists()
     ]
-    print("| model | objective | K | epochs | training time | hardware | NLL, quadrature (exact) | "
+    print("| model | objective | K | epochs | budget | training time | NLL, quadrature (exact) | "
           "NLL, IS k=5000 | -ELBO | -L_5 | -L_50 | active units |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for p in paths:
