@@ -70,18 +70,20 @@ def navigation(cat: Catalog, number: int) -> None:
 
 
 def header(cat: Catalog, state: ViewState, number: int) -> None:
-    """The step's title, text and question, beside the image and why it was chosen."""
+    """The step's title and text beside its question and picture, then why the image was chosen: compact, so that
+    the figures start within a projector's 720 pixels."""
     step, _, choice = _plan(cat, number)
-    st.title(f"{number}. {step.title}")
-    left, right = st.columns([4, 1], vertical_alignment="top")
-    left.markdown(step.text)
-    left.info(f"**Question for the class:** {step.question}", icon=":material/help:")
-    if step.view not in ("toy", "snr"):
+    shows_image = step.view not in ("toy", "snr")
+    text, question, picture = st.columns([5, 4, 1.4] if shows_image else [5, 4, 0.01], vertical_alignment="top")
+    text.markdown(f"### {number}. {step.title}")
+    text.markdown(step.text)
+    question.info(f"**Question for the class:** {step.question}", icon=":material/help:")
+    if shows_image:
         _, labels = test_set()
-        widgets.show_image(right, figures.digit_image(image_x(state.image_ref), 4),
+        widgets.show_image(picture, figures.digit_image(image_x(state.image_ref), 3),
                            widgets.image_title(state.image_ref, labels))
         if state.image_ref == choice.index:
-            right.caption(f"Why this image: {choice.reason}.")
+            st.caption(f"Why {widgets.image_title(state.image_ref, labels)}: {choice.reason}.")
 
 
 def _chart(fig: go.Figure, key: str, height: int) -> None:
@@ -130,6 +132,9 @@ def figures_of(cat: Catalog, state: ViewState, number: int) -> None:
                 mu, _ = views.latent_means(model, key)
                 fig = figures.latent_scatter(mu, labels, chosen=None if state.own else state.image,
                                              window=figures.latent_window(mu), height=420)
+                # The legend beside the plot, not under it: the square plot then keeps the figure's height.
+                fig.update_traces(marker_size=6, selector=dict(meta=figures.DIGIT_META))
+                fig.update_layout(legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top"))
                 _chart(fig, f"lesson_latent_{side}", 420)
             elif step.view in ("posterior_q", "posterior_k"):
                 view = views.posterior_view(model, key, ref)

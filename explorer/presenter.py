@@ -23,8 +23,9 @@ _CSS = f"""
 html {{ font-size: {ROOT_FONT}px; }}
 [data-testid="stToolbar"], [data-testid="stAppDeployButton"], [data-testid="stMainMenu"],
 [data-testid="stDecoration"], [data-testid="stStatusWidget"] {{ display: none !important; }}
-[data-testid="stHeader"] {{ background: transparent; }}
-[data-testid="stMainBlockContainer"] {{ padding-top: 2.2rem; padding-left: 1.5rem; padding-right: 1.5rem;
+[data-testid="stHeader"] {{ background: transparent; pointer-events: none; }}
+[data-testid="stHeader"] button, [data-testid="stHeader"] a {{ pointer-events: auto; }}
+[data-testid="stMainBlockContainer"] {{ padding-top: 3rem; padding-left: 1.5rem; padding-right: 1.5rem;
   max-width: 100%; }}
 [data-testid="stCaptionContainer"] {{ font-size: 0.95rem; }}
 .js-plotly-plot .main-svg text[style*="font-size: 10px"], .js-plotly-plot .main-svg text[style*="font-size: 11px"],
