@@ -170,158 +170,182 @@ def test_bound(model: VAE, x_test: torch.Tensor, objective: str, k: int) -> floa
     return total / len(x_test)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    keep_freed_memory()
-    flush_denormals()
-    device = pick_device(args.device)
-    try:
-        train = data_mod.load_dataset(args.dataset, "train", args.data_dir)
-        test = data_mod.load_dataset(args.dataset, "test", args.data_dir)
-    except data_mod.DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    x_train = train.images[: args.max_train_images or None].to(device)
-    x_test = data_mod.binarize_fixed(test.images[: args.eval_images]).to(device)
-    config = ModelConfig(input_dim=x_train.shape[1])
+RESUME_MUST_MATCH = ("objective", "k", "estimator", "batch_size", "seed", "dataset", "epochs", "schedule", "lr",
+                     "max_train_images")
 
-    torch.manual_seed(args.seed)  # weight initialization
-    model = VAE(config).to(device)
-    model.init_output_bias(x_train.mean(0))
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-4)
-    gen = torch.Generator(device=device).manual_seed(args.seed)  # binarization and z samples
 
-    n_batches = math.ceil(len(x_train) / args.batch_size)
-    epoch, step, history, elapsed = 0, 0, [], 0.0
-    bound_carry = 0.0  # sum of the bound over this epoch's steps before a resume
-    rpath = resume_path(args.out)
-    for target in (args.out, rpath):  # left by a process killed in the middle of a save
-        for stale in remove_stale_temp_files(target):
-            print(f"removed {stale}: a temporary file left by an interrupted save")
-    if args.resume:
-        if not rpath.exists():
-            print(f"error: --resume given but {rpath} does not exist", file=sys.stderr)
-            return 2
-        tensors, header = read_tensors(rpath)
+class UsageError(Exception):
+    """A problem with the command line or the files it names: printed, exit status 2."""
+
+
+class TrainingRun:
+    """One training run: the model, its optimizer and random stream, and the position in the schedule, with the
+    files that describe them (the checkpoint after every epoch, the resume file)."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args, self.device = args, pick_device(args.device)
+        try:
+            train = data_mod.load_dataset(args.dataset, "train", args.data_dir)
+            test = data_mod.load_dataset(args.dataset, "test", args.data_dir)
+        except data_mod.DataError as exc:
+            raise UsageError(str(exc)) from None
+        self.x_train = train.images[: args.max_train_images or None].to(self.device)
+        self.x_test = data_mod.binarize_fixed(test.images[: args.eval_images]).to(self.device)
+        self.config = ModelConfig(input_dim=self.x_train.shape[1])
+        torch.manual_seed(args.seed)  # weight initialization
+        self.model = VAE(self.config).to(self.device)
+        self.model.init_output_bias(self.x_train.mean(0))
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-4)
+        self.gen = torch.Generator(device=self.device).manual_seed(args.seed)  # binarization and z samples
+        self.n_batches = math.ceil(len(self.x_train) / args.batch_size)
+        self.epoch, self.step, self.history, self.elapsed = 0, 0, [], 0.0
+        self.bound_carry = 0.0  # sum of the bound over this epoch's steps before a resume
+        self.rpath = resume_path(args.out)
+
+    def load_resume(self) -> None:
+        tensors, header = read_tensors(self.rpath)
         state = json.loads(header["resume"])
-        for key in ("objective", "k", "estimator", "batch_size", "seed", "dataset", "epochs", "schedule", "lr",
-                    "max_train_images"):
-            if state["args"][key] != getattr(args, key):
-                print(f"error: --{key.replace('_', '-')} {getattr(args, key)} differs from the run being resumed "
-                      f"({state['args'][key]})", file=sys.stderr)
-                return 2
-        model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
-        restore_optimizer(opt, tensors, device)
-        gen.set_state(tensors["rng"])
-        epoch, step, history, elapsed = state["epoch"], state["step"], state["history"], state["elapsed"]
-        bound_carry = state["bound_sum"]
-        print(f"resuming {args.out} at epoch {epoch + 1}, step {step}/{n_batches}")
-    elif rpath.exists():
-        print(f"error: {rpath} exists: pass --resume to continue that run, or delete it to start over",
-              file=sys.stderr)
-        return 2
+        for key in RESUME_MUST_MATCH:
+            if state["args"][key] != getattr(self.args, key):
+                raise UsageError(f"--{key.replace('_', '-')} {getattr(self.args, key)} differs from the run being "
+                                 f"resumed ({state['args'][key]})")
+        self.model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+        restore_optimizer(self.opt, tensors, self.device)
+        self.gen.set_state(tensors["rng"])
+        self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
+        self.elapsed, self.bound_carry = state["elapsed"], state["bound_sum"]
 
-    run_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-
-    def metadata(metrics: dict | None = None) -> dict:
+    def metadata(self) -> dict:
+        args = self.args
         return {
-            "config": config.to_dict(),
+            "config": self.config.to_dict(),
             "objective": args.objective,
             "k": args.k,
             "estimator": args.estimator,
-            "epochs": len(history),
+            "epochs": len(self.history),
             "seed": args.seed,
             "data": {
                 "dataset": args.dataset,
-                "train_images": len(x_train),
+                "train_images": len(self.x_train),
                 "train_binarization": "dynamic (fresh Bernoulli draw per minibatch)",
                 "test_binarization_seed": data_mod.TEST_BINARIZATION_SEED,
             },
             "training": {
                 "command": portable_command(args),
                 "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule,
-                "optimizer": "Adam(betas=(0.9, 0.999), eps=1e-4)", "device": str(device),
-                "threads": torch.get_num_threads(), "seconds": elapsed,
+                "optimizer": "Adam(betas=(0.9, 0.999), eps=1e-4)", "device": str(self.device),
+                "threads": torch.get_num_threads(), "seconds": self.elapsed,
             },
-            "history": history,
-            "metrics": metrics or {},
+            "history": self.history,
+            "metrics": {},
         }
 
-    def save_resume(epoch_now: int, step_now: int, bound_sum_now: float) -> None:
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        tensors.update(optimizer_tensors(opt))
-        tensors["rng"] = gen.get_state()
-        state = {"epoch": epoch_now, "step": step_now, "bound_sum": bound_sum_now, "history": history,
-                 "elapsed": elapsed, "args": run_args}
-        atomic_save_tensors(tensors, {"format": FORMAT + "-resume", "resume": json.dumps(state)}, rpath)
+    def save_resume(self, epoch_now: int, step_now: int, bound_sum_now: float) -> None:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors.update(optimizer_tensors(self.opt))
+        tensors["rng"] = self.gen.get_state()
+        run_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.args).items()}
+        state = {"epoch": epoch_now, "step": step_now, "bound_sum": bound_sum_now, "history": self.history,
+                 "elapsed": self.elapsed, "args": run_args}
+        atomic_save_tensors(tensors, {"format": FORMAT + "-resume", "resume": json.dumps(state)}, self.rpath)
 
-    if args.resume and step == 0 and history:
-        # Resumed at an epoch boundary: the end-of-epoch resume file is written just before the checkpoint, so a
-        # kill between the two leaves the checkpoint one epoch behind (or absent). The resumed weights are exactly
-        # that epoch's end: write the checkpoint now (also when the run is already finished: the loop below is empty).
+    def rewrite_checkpoint_if_behind(self) -> None:
+        """Resumed at an epoch boundary: the end-of-epoch resume file is written just before the checkpoint, so a
+        kill between the two leaves the checkpoint one epoch behind (or absent). The resumed weights are exactly
+        that epoch's end: write the checkpoint now (also when the run is already finished)."""
         try:
-            current = len(read_metadata(args.out)["history"]) == len(history)
+            current = len(read_metadata(self.args.out)["history"]) == len(self.history)
         except CheckpointError:
             current = False
         if not current:
-            save_checkpoint(model, metadata(), args.out)
-            print(f"rewrote {args.out} (epoch {len(history)}): it was missing or behind the resume file")
+            save_checkpoint(self.model, self.metadata(), self.args.out)
+            print(f"rewrote {self.args.out} (epoch {len(self.history)}): it was missing or behind the resume file")
 
+    def run_epoch(self, flag: StopFlag, steps_run: int) -> tuple[bool, int]:
+        """Train from the current step to the epoch's end, then record and save it.  -> (interrupted, steps_run)"""
+        args, epoch = self.args, self.epoch
+        lr = learning_rate(args.schedule, args.lr, epoch, args.epochs)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        perm = torch.randperm(len(self.x_train), generator=torch.Generator().manual_seed(args.seed * 100003 + epoch))
+        self.model.train()
+        bound_sum = torch.tensor(self.bound_carry, dtype=torch.float64, device=self.device)
+        self.bound_carry = 0.0
+        t_epoch, last_save, first_step = time.time(), time.time(), self.step
+        bar = tqdm(range(self.step, self.n_batches), desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.quiet,
+                   leave=False, dynamic_ncols=True)
+        for step in bar:
+            idx = perm[step * args.batch_size : (step + 1) * args.batch_size].to(self.device)
+            x = data_mod.binarize(self.x_train[idx], self.gen)  # dynamic binarization
+            loss, bound = training_loss(self.model, x, args.objective, args.k, args.estimator, self.gen)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            bound_sum += bound.sum()
+            steps_run += 1
+            if step % 20 == 0:
+                rate = (step + 1 - first_step) * args.batch_size * args.k / max(time.time() - t_epoch, 1e-9)
+                bar.set_postfix(bound=f"{bound.mean().item():.2f}", samples_x_k_per_s=f"{rate:.3g}")
+            interrupted = flag.stop or bool(args.stop_after_steps and steps_run >= args.stop_after_steps)
+            if interrupted or time.time() - last_save > args.save_every:
+                self.elapsed += time.time() - last_save
+                last_save = time.time()
+                self.save_resume(epoch, step + 1, bound_sum.item())
+            if interrupted:
+                bar.close()
+                print(f"interrupted: saved {self.rpath} at epoch {epoch + 1}, step {step + 1}; rerun with --resume")
+                return True, steps_run
+        bar.close()
+        self.elapsed += time.time() - last_save
+        self.model.eval()
+        record = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_bound": bound_sum.item() / len(self.x_train),
+            "test_bound": test_bound(self.model, self.x_test, args.objective, args.k),
+            "test_images": len(self.x_test),
+            "seconds": time.time() - t_epoch,
+        }
+        self.history.append(record)
+        self.epoch, self.step = epoch + 1, 0
+        self.save_resume(self.epoch, 0, 0.0)
+        save_checkpoint(self.model, self.metadata(), args.out)
+        if not args.quiet:
+            print(f"epoch {self.epoch}: lr {lr:.2e}  train bound {record['train_bound']:.3f}  "
+                  f"test bound ({args.objective} k={args.k}, {len(self.x_test)} fixed-binarized images) "
+                  f"{record['test_bound']:.3f}  {record['seconds']:.1f}s", flush=True)
+        return False, steps_run
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    keep_freed_memory()
+    flush_denormals()
+    try:
+        run = TrainingRun(args)
+        for target in (args.out, run.rpath):  # left by a process killed in the middle of a save
+            for stale in remove_stale_temp_files(target):
+                print(f"removed {stale}: a temporary file left by an interrupted save")
+        if args.resume:
+            if not run.rpath.exists():
+                raise UsageError(f"--resume given but {run.rpath} does not exist")
+            run.load_resume()
+            print(f"resuming {args.out} at epoch {run.epoch + 1}, step {run.step}/{run.n_batches}")
+        elif run.rpath.exists():
+            raise UsageError(f"{run.rpath} exists: pass --resume to continue that run, or delete it to start over")
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.resume and run.step == 0 and run.history:
+        run.rewrite_checkpoint_if_behind()
     steps_run = 0
     with StopFlag() as flag:
-        while epoch < args.epochs:
-            lr = learning_rate(args.schedule, args.lr, epoch, args.epochs)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(args.seed * 100003 + epoch))
-            model.train()
-            bound_sum = torch.tensor(bound_carry, dtype=torch.float64, device=device)
-            bound_carry = 0.0
-            t_epoch, last_save, first_step = time.time(), time.time(), step
-            bar = tqdm(range(step, n_batches), desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.quiet,
-                       leave=False, dynamic_ncols=True)
-            for step in bar:
-                idx = perm[step * args.batch_size : (step + 1) * args.batch_size].to(device)
-                x = data_mod.binarize(x_train[idx], gen)  # dynamic binarization
-                loss, bound = training_loss(model, x, args.objective, args.k, args.estimator, gen)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                bound_sum += bound.sum()
-                steps_run += 1
-                if step % 20 == 0:
-                    rate = (step + 1 - first_step) * args.batch_size * args.k / max(time.time() - t_epoch, 1e-9)
-                    bar.set_postfix(bound=f"{bound.mean().item():.2f}", samples_x_k_per_s=f"{rate:.3g}")
-                interrupted = flag.stop or (args.stop_after_steps and steps_run >= args.stop_after_steps)
-                if interrupted or time.time() - last_save > args.save_every:
-                    elapsed += time.time() - last_save
-                    last_save = time.time()
-                    save_resume(epoch, step + 1, bound_sum.item())
-                if interrupted:
-                    bar.close()
-                    print(f"interrupted: saved {rpath} at epoch {epoch + 1}, step {step + 1}; rerun with --resume")
-                    return 130
-            bar.close()
-            elapsed += time.time() - last_save
-            model.eval()
-            record = {
-                "epoch": epoch + 1,
-                "lr": lr,
-                "train_bound": bound_sum.item() / len(x_train),
-                "test_bound": test_bound(model, x_test, args.objective, args.k),
-                "test_images": len(x_test),
-                "seconds": time.time() - t_epoch,
-            }
-            history.append(record)
-            epoch, step = epoch + 1, 0
-            save_resume(epoch, 0, 0.0)
-            save_checkpoint(model, metadata(), args.out)
-            if not args.quiet:
-                print(f"epoch {epoch}: lr {lr:.2e}  train bound {record['train_bound']:.3f}  "
-                      f"test bound ({args.objective} k={args.k}, {len(x_test)} fixed-binarized images) "
-                      f"{record['test_bound']:.3f}  {record['seconds']:.1f}s", flush=True)
+        while run.epoch < args.epochs:
+            interrupted, steps_run = run.run_epoch(flag, steps_run)
+            if interrupted:
+                return 130
     print(f"done: {args.out}")
     return 0
 
