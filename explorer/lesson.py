@@ -79,8 +79,8 @@ STEPS: tuple[Step, ...] = (
     Step(
         "A posterior with two modes", "posterior_k", VAE_IWAE, MULTIMODAL, 1000,
         "For this image the true posterior has a second mode (the reason is printed above). A single Gaussian "
-        "$q$ can cover only one; resampling from $K = 1000$ of its draws recovers the other mode wherever $q$ "
-        "puts some draws near it.",
+        "$q$ can cover only one; resampling from $K = 1000$ of its draws recovers the other mode only where $q$ "
+        "puts some draws near it: compare the two models' distances to $p$ below the figures.",
         "Why does q_IW recover a mode that q itself barely reaches, and what happens if q reaches it not at all?",
     ),
     Step(

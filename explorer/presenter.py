@@ -75,7 +75,7 @@ def style(fig: go.Figure, height: int | None = None) -> go.Figure:
     """A figure built for the lesson, made readable in presenter view (larger text, and taller when ``height``)."""
     if active():
         fig.update_layout(font=dict(size=FIGURE_FONT))
-        fig.update_annotations(font=dict(size=FIGURE_FONT))
+        fig.update_annotations(font=dict(size=FIGURE_FONT - 3))  # panel titles: wider text would be cut off
         fig.update_layout(legend=dict(font=dict(size=FIGURE_FONT - 1)))
         if height:
             fig.update_layout(height=height)
