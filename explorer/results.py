@@ -6,26 +6,28 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from iwae import zoo
 from iwae.checkpoints import Checkpoint
 
-# The training run behind each conventional checkpoint name (and the pattern for any other).
-TRAIN_COMMAND = "python -m iwae.train --objective {objective} --k {k}{estimator} --out checkpoints/{name}.safetensors"
-EVALUATE_COMMAND = "python -m iwae.evaluate checkpoints/*.safetensors --write"
-EXPECTED_CHECKPOINTS = ("vae-k1", "vae-k50", "iwae-k5", "iwae-k50", "iwae-k50-dreg")
+EVALUATE_COMMAND = "python -m iwae.evaluate checkpoints/*.safetensors --write --per-image"
+EXPECTED_CHECKPOINTS = tuple(m.name for m in zoo.DEFAULT_MODELS)
 NLL_COLUMNS = ("NLL (quadrature)", "NLL (IS, k=5000)", "-ELBO", "-L_5", "-L_50")  # nats, two decimals
 ERROR_COLUMN = "max quad. error"
 
 
 def train_command(name: str) -> str:
-    """The training command that writes checkpoints/<name>.safetensors (``vae-k1``, ``iwae-k50``, ...)."""
-    objective, _, k = name.partition("-k")
-    k, _, estimator = k.partition("-")
-    if objective not in ("vae", "iwae") or not k.isdigit() or estimator not in ("", "dreg") or (
-            estimator and objective != "iwae"):
-        objective, k, estimator = "iwae", "50", ""
-        name = "iwae-k50"
-    return TRAIN_COMMAND.format(objective=objective, k=k, name=name,
-                                estimator=f" --estimator {estimator}" if estimator else "")
+    """The training command that writes checkpoints/<name>.safetensors with the zoo's protocol (iwae/zoo.py); for a
+    name outside the zoo, the command of the default IWAE."""
+    model = zoo.ALL_MODELS.get(name) or zoo.ALL_MODELS["iwae-k50"]
+    return "python -m iwae.train " + " ".join(model.train_args(f"checkpoints/{model.name}.safetensors"))
+
+
+def budget(name: str, metadata: Mapping) -> str:
+    """Whether a model belongs to the equal-budget set that compares objectives (iwae/zoo.py)."""
+    model = zoo.ALL_MODELS.get(name)
+    if model is not None and model.equal_budget and metadata.get("epochs") == zoo.PROTOCOL["epochs"]:
+        return f"equal ({zoo.PROTOCOL['epochs']} epochs)"
+    return f"outside ({metadata.get('epochs', '?')} epochs)"
 
 
 def describe(metadata: Mapping) -> str:
@@ -60,6 +62,7 @@ def results_rows(checkpoints: Mapping[str, Checkpoint]) -> list[dict]:
             {
                 "model": name,
                 "trained as": describe(ckpt.metadata),
+                "budget": budget(name, ckpt.metadata),
                 "NLL (quadrature)": _num(m.get("nll_quadrature")),
                 ERROR_COLUMN: _num(m.get("nll_quadrature_max_error")),
                 "NLL (IS, k=5000)": _num(m.get("nll_is5000")),
@@ -74,12 +77,15 @@ def results_rows(checkpoints: Mapping[str, Checkpoint]) -> list[dict]:
 
 
 def results_protocol(checkpoints: Mapping[str, Checkpoint]) -> str | None:
-    """The evaluation protocol recorded with the metrics (the first one found)."""
-    for ckpt in checkpoints.values():
+    """The evaluation protocols recorded with the metrics: one, or each with the models it applies to."""
+    by_protocol: dict[str, list[str]] = {}
+    for name, ckpt in checkpoints.items():
         m = ckpt.metadata.get("metrics") or {}
         if isinstance(m, Mapping) and m.get("protocol"):
-            return str(m["protocol"])
-    return None
+            by_protocol.setdefault(str(m["protocol"]), []).append(name)
+    if len(by_protocol) <= 1:
+        return next(iter(by_protocol), None)
+    return " ".join(f"{', '.join(names)}: {protocol}." for protocol, names in by_protocol.items())
 
 
 def history_rows(metadata: Mapping) -> list[dict]:

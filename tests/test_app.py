@@ -563,12 +563,20 @@ def test_query_round_trip_and_defaults():
 
 
 def test_train_command():
-    expected = "python -m iwae.train --objective vae --k 1 --out checkpoints/vae-k1.safetensors"
-    assert results.train_command("vae-k1") == expected
-    assert "--objective iwae --k 50" in results.train_command("something-else")
-    assert results.train_command("iwae-k50-dreg") == ("python -m iwae.train --objective iwae --k 50 --estimator dreg "
-                                                      "--out checkpoints/iwae-k50-dreg.safetensors")
-    assert "dreg" not in results.train_command("vae-k1-dreg")  # DReG is an IWAE estimator
+    """The commands the app shows for a missing model train it with the zoo's one protocol, and parse."""
+    from iwae.train import parse_args
+    from iwae.zoo import PROTOCOL
+
+    for name in ("vae-k1", "iwae-k50-dreg", "vae-k1-200ep", "something-else"):
+        command = results.train_command(name)
+        args = parse_args(command.split()[3:])
+        expected = name if name != "something-else" else "iwae-k50"
+        assert args.out.name == f"{expected}.safetensors"
+        assert args.schedule == PROTOCOL["schedule"] and args.batch_size == PROTOCOL["batch_size"]
+        assert args.seed == 1
+    assert parse_args(results.train_command("iwae-k50-dreg").split()[3:]).estimator == "dreg"
+    assert parse_args(results.train_command("vae-k1-200ep").split()[3:]).epochs == 200
+    assert parse_args(results.train_command("vae-k1").split()[3:]).epochs == PROTOCOL["epochs"]
 
 
 SEED_PROBE = """
