@@ -4,6 +4,7 @@ was trained on; every setting that shapes the weights spelled out). The weights 
     python scripts/portable_commands.py checkpoints/*.safetensors
 """
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -18,12 +19,9 @@ def main() -> int:
         path = Path(name)
         meta = read_metadata(path)
         t = meta["training"]
-        args = parse_args([
-            "--dataset", meta["data"]["dataset"], "--objective", meta["objective"], "--k", str(meta["k"]),
-            "--estimator", meta["estimator"], "--epochs", str(meta["epochs"]), "--batch-size", str(t["batch_size"]),
-            "--lr", str(t["lr"]), "--schedule", t["schedule"], "--seed", str(meta["seed"]),
-            "--out", f"checkpoints/{path.name}"])
-        args.max_train_images = 0 if meta["data"]["train_images"] == 60000 else meta["data"]["train_images"]
+        recorded = shlex.split(t["command"])[3:]  # after "python -m iwae.train"
+        args = parse_args(recorded)  # every setting as the run was started (its defaults included)
+        args.out = Path("checkpoints") / path.name
         command = portable_command(args)
         if command != t["command"]:
             update_metadata(path, {"training": {**t, "command": command}})
