@@ -144,3 +144,18 @@ def _covering(s: Setup, n: int) -> list[int]:
             if len(found) == n:
                 return found
     raise AssertionError(f"{s.name}: fewer than {n} images where q covers p")
+
+
+def far_mode_model() -> VAE:
+    """A decoder built so that log p(x|z) of an all-ones 16-pixel image jumps by ~120 nats at z_2 = 7 and ignores
+    z_1: the posterior of that image sits beyond z_2 = 7, outside [-6, 6]^2."""
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(input_dim=16, hidden_dim=4))
+    with torch.no_grad():
+        for layer in (model.decoder[0], model.decoder[2], model.decoder[4]):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        model.decoder[0].weight[0, 1], model.decoder[0].bias[0] = 4.0, -28.0  # tanh(4 (z_2 - 7))
+        model.decoder[2].weight[0, 0] = 1.0
+        model.decoder[4].weight[:, 0] = 10.0
+    return model

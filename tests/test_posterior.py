@@ -17,9 +17,11 @@ from posterior_setup import (
     _gen,
     _grid,
     _pool,
+    far_mode_model,
 )
 
 from iwae import posterior as post
+from iwae import quadrature as quad
 from iwae.latent import decode_means, decoded_manifold
 
 # --- helpers --------------------------------------------------------------------------------------------------------
@@ -256,3 +258,14 @@ def test_decoded_manifold_tiles_and_orientation(small):
             torch.testing.assert_close(tile, expected, rtol=0, atol=1e-6)
     # and the tiles do differ: a transposed or flipped layout would not match the loop above
     assert (picture[:side, :side] - picture[-side:, -side:]).abs().max() > 0.05
+
+
+def test_window_finds_a_posterior_mode_outside_the_old_square():
+    """The display window comes from the same growing quadrature region: for a posterior beyond z_2 = 7 the window
+    holds it (more than 90% of p(z|x) inside the window: the share the page shows), whatever q(z|x) says."""
+    model = far_mode_model()
+    grid = quad.global_grid(model)
+    g = post.image_grid(model, grid, torch.ones(16))
+    assert g.y_axis.max() > 7.0
+    share = torch.logsumexp(g.log_joint.double() - g.log_px, 0).exp().item() * g.spacing**2
+    assert 0.9 < share < 1.0 + 1e-3

@@ -19,11 +19,12 @@ from posterior_setup import (
     _gen,
     _load_mnist,
     _memo,
+    far_mode_model,
 )
 
 from iwae import quadrature as quad
 from iwae.bounds import sample_log_weights
-from iwae.model import VAE, ModelConfig
+from iwae.model import VAE
 
 # --- helpers --------------------------------------------------------------------------------------------------------
 
@@ -181,15 +182,7 @@ def test_quadrature_region_grows_to_a_mode_outside_the_old_square(monkeypatch):
     beyond z_2 = 7, outside [-6, 6]^2. With the region fixed at [-6, 6]^2 the answer is far too low (and the bound
     on the mass outside says so); the growing region matches the exact value (a 1-D integral, since the decoder
     ignores z_1) within its error estimate, and its outside bound is below the target."""
-    torch.manual_seed(0)
-    model = VAE(ModelConfig(input_dim=16, hidden_dim=4))
-    with torch.no_grad():
-        for layer in (model.decoder[0], model.decoder[2], model.decoder[4]):
-            layer.weight.zero_()
-            layer.bias.zero_()
-        model.decoder[0].weight[0, 1], model.decoder[0].bias[0] = 4.0, -28.0  # tanh(4 (z_2 - 7))
-        model.decoder[2].weight[0, 0] = 1.0
-        model.decoder[4].weight[:, 0] = 10.0
+    model = far_mode_model()
     x = torch.ones(16)
     z2 = torch.linspace(-40, 40, 800_001, dtype=torch.float64)
     z = torch.stack([torch.zeros_like(z2), z2], -1)
