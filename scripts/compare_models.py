@@ -15,8 +15,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from iwae.checkpoints import read_metadata  # noqa: E402
 from iwae.comparison import ESTIMATORS, paired_difference, seed_noise  # noqa: E402
-from iwae.zoo import NOISE_SEEDS, PAPER_ORDER, SEED_NOISE_MODELS  # noqa: E402
+from iwae.zoo import NOISE_SEEDS, PAPER_ORDER, PROTOCOL, SEED_NOISE_MODELS  # noqa: E402
 
 LABELS = {"exact": "exact NLL (quadrature)", "is": "NLL, IS k=5000"}
 
@@ -27,6 +28,12 @@ def per_image(folder: Path, name: str) -> dict | None:
         return None
     with np.load(path, allow_pickle=False) as f:
         return {key: f[key] for key in f.files}
+
+
+def budget_note(folder: Path, name: str) -> str:
+    """Empty for a model trained with the protocol; else what differs (its epochs)."""
+    epochs = read_metadata(folder / f"{name}.safetensors")["epochs"]
+    return "" if epochs == PROTOCOL["epochs"] else f"`{name}`: {epochs} epochs, outside the equal budget"
 
 
 def main() -> int:
@@ -66,18 +73,19 @@ def main() -> int:
               "Difference = NLL(worse) - NLL(better), mean over the same images with its standard error; it holds "
               "when positive. A finding needs it well outside the seed noise (more than twice the largest seed sd "
               "of that estimator).", "",
-              "| better | worse | estimator | images | difference | SE | beyond 2 x seed sd |",
-              "|---|---|---|---|---|---|---|"]
+              "| better | worse | estimator | images | difference | SE | beyond 2 x seed sd | budget |",
+              "|---|---|---|---|---|---|---|---|"]
     for better, worse in PAPER_ORDER:
         a, b = per_image(args.checkpoints, better), per_image(args.checkpoints, worse)
         if a is None or b is None:
-            lines.append(f"| `{better}` | `{worse}` | (not evaluated) | | | | |")
+            lines.append(f"| `{better}` | `{worse}` | (not evaluated) | | | | | |")
             continue
+        note = "; ".join(n for n in (budget_note(args.checkpoints, better), budget_note(args.checkpoints, worse)) if n)
         for est, key in ESTIMATORS.items():
             d = paired_difference(a[key], b[key], better, worse, est)
             verdict = "yes" if d.mean > 2 * largest_sd[est] else ("no" if np.isfinite(largest_sd[est]) else "?")
             lines.append(f"| `{better}` | `{worse}` | {LABELS[est]} | {d.n_images:,} | {d.mean:+.3f} | {d.se:.3f} "
-                         f"| {verdict} |")
+                         f"| {verdict} | {note or 'equal'} |")
     (args.out / "zoo-comparison.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
