@@ -3,17 +3,34 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from iwae import quadrature as quad
 from iwae import testset
-from iwae.bounds import iwae_bound, sample_log_weights
 from iwae.checkpoints import load_checkpoint
-from iwae.evaluate import sampled_bounds
+from iwae.comparison import ESTIMATORS, paired_difference
+from iwae.evaluate import per_image_path, sampled_bounds
+from iwae.zoo import DEFAULT_MODELS, EXTRA_MODELS, PAPER_ORDER, PROTOCOL
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-SHIPPED = ("vae-k1", "vae-k50", "iwae-k5", "iwae-k50", "iwae-k50-dreg")
+SHIPPED = tuple(m.name for m in DEFAULT_MODELS)
+# Default models whose equal-budget retraining or re-evaluation is still running (resumed from checkpoints/pending/
+# next session); the checks below fail for them today, and must pass once they are replaced (strict xfail).
+RETRAINING = {"vae-k50": "the shipped vae-k50 trained 10 epochs; its 60-epoch retraining is in checkpoints/pending/"}
+REEVALUATING = {**RETRAINING, "iwae-k50-dreg": "its re-evaluation with the growing-region quadrature is under way "
+                "(checkpoints/iwae-k50-dreg.eval-state.npz)"}
+
+
+def _case(name: str, pending: dict):
+    return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=pending[name])) if name in pending else name
+
+
+def _pair(better: str, worse: str):
+    pending = [n for n in (better, worse) if n in RETRAINING]  # the ordering may hold before the retraining: not strict
+    marks = [pytest.mark.xfail(strict=False, reason=RETRAINING[pending[0]])] if pending else []
+    return pytest.param(better, worse, marks=marks, id=f"{better}<{worse}")
 N_IMAGES = 200
 
 
@@ -41,6 +58,7 @@ def test_checkpoint_matches_its_metadata(models, name):
     meta = ckpt.metadata
     objective, k = name.split("-k")
     k, _, estimator = k.partition("-")
+    estimator = "" if estimator.endswith("ep") else estimator  # vae-k1-200ep: an epoch count, not an estimator
     assert meta["objective"] == objective and meta["k"] == int(k)
     assert meta["estimator"] == (estimator or "standard")
     assert meta["config"] == {"input_dim": 784, "hidden_dim": 200, "latent_dim": 2}
@@ -70,29 +88,55 @@ def test_elbo_below_l5_below_l50_below_exact_log_px(models, test_images, name):
     assert gap.mean() > 3 * gap.std() / math.sqrt(len(x))
 
 
-# The paper's IS ordering that the shipped models reproduce. iwae-k5 < vae-k1 does not hold for them: vae-k1
-# trained 200 epochs, iwae-k5 50 (CPU budget); trained for equal epochs it does hold (README, "Findings").
-IS_ORDER = (("iwae-k50", "iwae-k5"), ("iwae-k50", "vae-k1"), ("iwae-k50", "vae-k50"))
+@pytest.mark.parametrize("name", [_case(n, RETRAINING) for n in SHIPPED])
+def test_default_models_share_one_training_protocol(models, name):
+    """The equal-budget set: every default model trained with the protocol of iwae/zoo.py (epochs, schedule, batch,
+    learning rate, Adam settings, seed, dynamic binarization), as recorded in its metadata."""
+    meta, t = models[name].metadata, models[name].metadata["training"]
+    train_images = meta["data"]["train_images"]
+    recorded = {"epochs": meta["epochs"], "schedule": t["schedule"], "batch_size": t["batch_size"], "lr": t["lr"],
+                "dataset": meta["data"]["dataset"], "max_train_images": 0 if train_images == 60000 else train_images}
+    assert recorded == PROTOCOL
+    assert meta["seed"] == 1 and t["optimizer"] == "Adam(betas=(0.9, 0.999), eps=1e-4)"
+    assert meta["data"]["train_binarization"].startswith("dynamic")
+    assert "/" not in t["command"].split("--out")[0], "the recorded command names a folder"
 
 
-@pytest.mark.slow
-def test_paper_ordering_by_importance_sampling(models, test_images):
-    """iwae-k50 below iwae-k5, vae-k1 and vae-k50 in IS NLL (k=2000 here), paired over images."""
-    x = test_images[:N_IMAGES]
-    nll = {}
-    for name, ckpt in models.items():
-        gen = torch.Generator().manual_seed(1)
-        nll[name] = -iwae_bound(sample_log_weights(ckpt.model, x, 2000, gen).double())
-    for better, worse in IS_ORDER:
-        diff = nll[worse] - nll[better]
-        assert diff.mean() > 2 * diff.std() / math.sqrt(len(x)), (better, worse, diff.mean().item())
+def test_extra_models_are_outside_the_equal_budget_set():
+    for m in EXTRA_MODELS:
+        assert not m.equal_budget
+        path = CHECKPOINTS / f"{m.name}.safetensors"
+        if path.exists():
+            assert load_checkpoint(path).metadata["epochs"] == m.epochs
 
 
-def test_paper_ordering_in_recorded_full_test_set_metrics(models):
-    m = {name: ckpt.metadata["metrics"] for name, ckpt in models.items()}
-    for better, worse in IS_ORDER:
-        assert m[better]["nll_is5000"] < m[worse]["nll_is5000"], (better, worse)
-    assert m["iwae-k50"]["nll_is5000"] <= 130.0 and m["vae-k1"]["nll_is5000"] <= 135.0  # the quality targets
-    for metrics in m.values():  # the exact NLL is never above the IS estimate beyond its error
-        assert metrics["nll_quadrature"] <= metrics["nll_is5000"] + 3 * metrics["nll_is_sem"]
-        assert metrics["elbo"] <= metrics["l5"] <= metrics["l50"] <= -metrics["nll_quadrature"]
+@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+@pytest.mark.parametrize(("better", "worse"), [_pair(b, w) for b, w in PAPER_ORDER])
+def test_paper_ordering_paired_over_all_test_images(estimator, better, worse):
+    """At equal budget, by the exact NLL and by IS k=5000: iwae-k50 < iwae-k5 < vae-k1 and iwae-k50 < vae-k50, each
+    as a paired difference over the 10,000 test images more than 2 standard errors above zero."""
+    arrays = []
+    for name in (better, worse):
+        with np.load(per_image_path(CHECKPOINTS / f"{name}.safetensors"), allow_pickle=False) as f:
+            arrays.append(f[ESTIMATORS[estimator]])
+    d = paired_difference(*arrays)
+    assert d.n_images == 10000
+    assert d.mean > 2 * d.se, (better, worse, estimator, d.mean, d.se)
+
+
+def test_quality_targets(models):
+    assert models["iwae-k50"].metadata["metrics"]["nll_is5000"] <= 130.0
+    assert models["vae-k1"].metadata["metrics"]["nll_is5000"] <= 135.0
+
+
+@pytest.mark.parametrize("name", [_case(n, REEVALUATING) for n in SHIPPED])
+def test_recorded_metrics_are_consistent_and_exact(models, name):
+    """The exact NLL is never above the IS estimate beyond its error, ELBO <= L_5 <= L_50 <= log p(x), and every one
+    of the 10,000 images has a quadrature error estimate below 0.01 nats (the growing region's quadrature)."""
+    metrics = models[name].metadata["metrics"]
+    assert metrics["n_images"] == 10000
+    assert metrics["nll_quadrature"] <= metrics["nll_is5000"] + 3 * metrics["nll_is_sem"]
+    assert metrics["elbo"] <= metrics["l5"] <= metrics["l50"] <= -metrics["nll_quadrature"]
+    assert "grown per image" in metrics["protocol"]
+    with np.load(per_image_path(CHECKPOINTS / f"{name}.safetensors"), allow_pickle=False) as f:
+        assert len(f["quadrature_error"]) == 10000 and f["quadrature_error"].max() < 0.01
