@@ -63,7 +63,8 @@ def main() -> int:
     for r in REFERENCES:
         print(r)
     print(f"\n{OLD_QUADRATURE_MARK} exact NLL from the earlier quadrature over the fixed square [-6, 6]^2, which "
-          "undercounts log p(x) on images whose posterior reaches beyond it (re-evaluation under way: docs/findings.md).")
+          "undercounts log p(x) on images whose posterior reaches beyond it "
+          "(re-evaluation under way: docs/findings.md).")
     return 0
 
 
