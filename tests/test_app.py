@@ -332,7 +332,8 @@ def test_no_checkpoints_explains_what_is_missing(tmp_path, monkeypatch):
     assert not at.exception
     assert "No usable model checkpoint" in at.error[0].value
     commands = "\n".join(c.value for c in at.code)
-    assert "python -m iwae.train --objective iwae --k 50 --out checkpoints/iwae-k50.safetensors" in commands
+    assert results.train_command("iwae-k50") in commands  # every default model's command, with the zoo's protocol
+    assert "--objective iwae --k 50 --estimator standard --epochs 60" in commands
     assert "python -m iwae.evaluate" in commands
     at.switch_page("pages/posteriors.py").run()  # a deep link explains the same
     assert not at.exception
