@@ -18,6 +18,7 @@ from . import presenter, widgets
 from .data import image_x, model_key
 from .state import ViewState
 
+SHOW_KEY = "estimator_show"  # the Posteriors page's section is drawn only when asked for
 DRAW_KEY = "estimator_draw"  # session state: how many times "New draw" was pressed (enters the random stream)
 
 
@@ -78,6 +79,10 @@ def section(cat: Catalog, state: ViewState, title: str) -> None:
                     "to 0 even in float64, so exp-then-log fails; shifting by the maximum keeps every term in "
                     "(0, 1]. $\\tilde w_k = e^{\\log w_k - m} / \\sum_j e^{\\log w_j - m}$ and "
                     "$\\mathrm{ESS} = 1 / \\sum_k \\tilde w_k^2$.")
+    # Opt-in: K log weights per model are a draw and a K-bar chart each, too slow to redo on every K change.
+    if not st.toggle("Show one draw of K log weights", key=SHOW_KEY, value=False,
+                     help="Draws K log weights per model for this image and K, and shows them taken apart."):
+        return
     draw = new_draw_button()
     for side, col, _name, ckpt in widgets.columns(cat, state):
         with col:

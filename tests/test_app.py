@@ -148,7 +148,7 @@ def _chart_specs(at: AppTest) -> list[dict]:
 
 def _assert_posterior_charts_not_blank(at: AppTest) -> None:
     specs = _chart_specs(at)
-    assert len(specs) == 6  # per model: (q | p), then (q_IW at K | contours); then the estimator draw per model
+    assert len(specs) == 4  # per model: (q | p), then (q_IW at K | contours); the estimator draw is opt-in
     specs = specs[:4]
     for fixed, moving in (specs[:2], specs[2:]):
         heatmaps = [t for spec in (fixed, moving) for t in spec["data"] if t["type"] == "heatmap"]
@@ -196,7 +196,7 @@ def test_every_page_inside_the_frame_with_both_models(app):
         assert any("vae-k1" == h.value for h in at.subheader) and any("iwae-k50" == h.value for h in at.subheader)
     assert charts == {
         "pages/latent.py": 4,  # scatter + manifold per model
-        "pages/posteriors.py": 6,  # (q | p) and (q_IW | contours) per model, then one estimator draw per model
+        "pages/posteriors.py": 4,  # (q | p) and (q_IW | contours) per model (the estimator draw is opt-in)
         "pages/resampling.py": 0,  # images only
         "pages/bounds.py": 6,  # image curve, subset curve, training curve per model
     }
@@ -499,7 +499,7 @@ def test_one_corrupt_checkpoint_is_reported_and_the_others_work(model_dir, tmp_p
     assert any("vae-k1" in w.value and "could not be loaded" in w.value for w in at.warning)
     assert [o.split(" ")[0] for o in at.sidebar.selectbox(key="model_a").options] == ["iwae-k50"]
     _open(at, "pages/posteriors.py")
-    assert len(at.get("plotly_chart")) == 6  # the good model, in both columns (posteriors and estimator draw)
+    assert len(at.get("plotly_chart")) == 4  # the good model, in both columns
     assert any("vae-k1" in w.value for w in at.warning)
 
 

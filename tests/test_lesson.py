@@ -195,6 +195,9 @@ def test_estimator_section_and_new_draw(app):
     at = app({"k": "20"}, page="pages/posteriors.py")
     _ok(at)
     assert any(h.value == "Inspect the estimator" for h in at.header)
+    assert "effective sample size" not in "\n".join(m.value for m in at.markdown)  # opt-in: not drawn on a K change
+    at.toggle(key="estimator_show").set_value(True).run()
+    _ok(at)
     text = "\n".join(m.value for m in at.markdown)
     assert "effective sample size" in text and "L_K = log mean w, K = 20" in text
     before = text
