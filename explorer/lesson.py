@@ -87,7 +87,8 @@ STEPS: tuple[Step, ...] = (
         "Resampling weights bad proposals away", "resampling", VAE_IWAE, LARGEST_GAP, 100,
         "Each picture decodes one latent draw. On the left of each model, plain draws from $q(z|x)$; on the right, "
         "sampling-importance-resampling at $K = 100$. This is the image whose ELBO falls furthest below "
-        "$\\log p(x)$: $q$ wanders to latents that decode to the wrong digit, and the weights remove them.",
+        "$\\log p(x)$: $q$ wanders to latents that decode to the wrong digit. The weights remove them only where "
+        "some of the $K$ draws land on the right digit: compare the two models.",
         "Which draws did the weights throw away, and what does the effective sample size tell you about how many "
         "proposals really counted?",
     ),

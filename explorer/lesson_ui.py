@@ -153,7 +153,7 @@ def figures_of(cat: Catalog, state: ViewState, number: int) -> None:
             elif step.view == "resampling":
                 out = views.resample(model, key, ref, seed, k, 0)
                 a, b = st.columns(2)
-                scale = 3 if presenter.active() else 2
+                scale = 2  # four 4-tile grids side by side fit 1280 px at 2x (at 3x they overflow the projector)
                 widgets.show_image(a, figures.tile_images(out["q_images"], cols=4, scale=scale), "draws from q(z|x)")
                 widgets.show_image(b, figures.tile_images(out["sir_images"], cols=4, scale=scale),
                                    f"SIR draws, K = {k}")
