@@ -19,8 +19,7 @@ SHIPPED = tuple(m.name for m in DEFAULT_MODELS)
 # Default models whose equal-budget retraining or re-evaluation is still running (resumed from checkpoints/pending/
 # next session); the checks below fail for them today, and must pass once they are replaced (strict xfail).
 RETRAINING = {"vae-k50": "the shipped vae-k50 trained 10 epochs; its 60-epoch retraining is in checkpoints/pending/"}
-REEVALUATING = {**RETRAINING, "iwae-k50-dreg": "its re-evaluation with the growing-region quadrature is under way "
-                "(checkpoints/iwae-k50-dreg.eval-state.npz)"}
+REEVALUATING = dict(RETRAINING)
 
 
 def _case(name: str, pending: dict):
