@@ -162,14 +162,18 @@ def healthy(url: str) -> bool:
 
 
 def checkpoint_snapshot(folder: Path) -> list[str]:
-    """Copy the model checkpoints (not training states), the instructive-image presets and the gradient-SNR file
-    into ``folder``; write two small untrained models when there are none. Returns the model names."""
+    """Copy the model checkpoints (not training states) with their per-image evaluation files, the instructive-image
+    presets and the gradient-SNR file into ``folder``; write two small untrained models when there are none. Returns
+    the model names."""
     from explorer.presets import INSTRUCTIVE_FILE
     from iwae import catalog
 
     source = ROOT / "checkpoints"
     for path in catalog.discover(source):
         shutil.copy2(path, folder / path.name)
+        numbers = path.with_name(path.name.removesuffix(".safetensors") + ".per-image.npz")  # lesson, CSV download
+        if numbers.is_file():
+            shutil.copy2(numbers, folder / numbers.name)
     for extra in (source / INSTRUCTIVE_FILE, source / "gradient-snr.json"):  # presets, the SNR figure
         if extra.is_file():
             shutil.copy2(extra, folder / extra.name)

@@ -9,7 +9,6 @@ Uses bench/harness.py (the server over a snapshot of checkpoints/, Chromium, wai
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -53,9 +52,6 @@ def server(tmp_path_factory):
         pytest.skip("the shipped binarized test set is missing")
     folder = tmp_path_factory.mktemp("lesson-checkpoints")
     checkpoint_snapshot(folder)
-    for numbers in (ROOT / "checkpoints").glob("*.per-image.npz"):  # the typical image's rule reads them
-        if (folder / numbers.name.replace(".per-image.npz", ".safetensors")).is_file():
-            shutil.copy2(numbers, folder / numbers.name)
     port = free_port()
     log = tmp_path_factory.mktemp("lesson-server") / "streamlit.log"
     process = start_streamlit(port, folder, os.environ.get("IWAE_TEST_THREADS", "1"), log)
