@@ -16,7 +16,11 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
 ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"  # where the browser tests put their full-page screenshots
+SERVER_START_S = 180  # launch to /_stcore/health ok: torch imports slowly on a loaded box
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -30,6 +34,7 @@ VIEWPORT = {"width": 1600, "height": 1000}
 K_LABEL = "K (importance samples)"
 IMAGE_LABEL = "Image index (0-9999)"
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+STATE_SUFFIXES = (".resume.safetensors", ".eval-state.npz")  # resumable job states, not read by the app
 
 # Counts the app's script runs: Streamlit sets data-test-script-state on stApp to "running" / "notRunning". The
 # observer reads every recorded change (a short run's "running" is seen even when the browser delivers it in one batch
@@ -113,10 +118,13 @@ ISOLATED_POINT = """
 """
 
 
-# True once the app is connected, no script runs, and neither a run nor a message has ended for ``settle`` ms.
+# True once the app is connected, has sent something (a page just opened is connected and "notRunning" before its
+# first run's messages arrive, which on a loaded box can take longer than ``settle``), no script runs, and neither a
+# run nor a message has ended for ``settle`` ms.
 IDLE = """settle => {
   const app = document.querySelector('[data-testid="stApp"]');
   return app && app.getAttribute('data-test-connection-state') === 'CONNECTED'
+    && (window.__st.runs > 0 || window.__st.msgAt > 0)
     && window.__st.state === 'notRunning'
     && performance.now() - Math.max(window.__st.idleAt, window.__st.msgAt) > settle;
 }"""
@@ -140,6 +148,96 @@ CHARTS_SETTLED = """async frames => {
   }
 }"""
 
+# What says when a page settled (bench/page_latency.py), in window.__settle: the number of script runs the server has
+# reported finished (its ForwardMsg.script_finished, read from each websocket message's top-level protobuf fields; a run
+# ended early for a rerun that follows does not count) and when the last one arrived, so that a wait starts only once
+# the server has finished the action's run (the page's run-state attribute can lag or never show a short run); and the
+# time of the page's last visible change: every DOM change inside the app's main area or sidebar (a chart drawn, a
+# picture inserted, an element removed) and every picture loaded there. Tooltips and menus (drawn outside both) do not
+# count. Times are on the page's clock. Add it as an init script after RUN_OBSERVER.
+CHANGE_OBSERVER = """
+(() => {
+  window.__settle = {finished: 0, finishedAt: 0, changeAt: 0};
+  const FIELD = %(field)d, EARLY = %(early)d;  // ForwardMsg.script_finished, FINISHED_EARLY_FOR_RERUN
+  const finishedStatus = (buffer) => {
+    const b = new Uint8Array(buffer);
+    let i = 0;
+    const varint = () => { let v = 0, f = 1, x; do { x = b[i++]; v += (x & 0x7f) * f; f *= 128; }
+                           while ((x & 0x80) && i < b.length); return v; };
+    while (i < b.length) {
+      const tag = varint(), field = Math.floor(tag / 8), wire = tag & 7;
+      if (wire === 0) { const v = varint(); if (field === FIELD) return v; }
+      else if (wire === 2) { const n = varint(); i += n; }  // (i += varint() would add to i's old value)
+      else if (wire === 1) i += 8;
+      else if (wire === 5) i += 4;
+      else return null;
+    }
+    return null;
+  };
+  const seen = (buffer) => {
+    const status = finishedStatus(buffer);
+    if (status !== null && status !== EARLY) {
+      window.__settle.finished += 1;
+      window.__settle.finishedAt = performance.now();
+    }
+  };
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', e => {
+        if (e.data instanceof ArrayBuffer) seen(e.data);
+        else if (e.data && e.data.arrayBuffer) e.data.arrayBuffer().then(seen);
+      });
+    }
+  };
+  const AREA = '[data-testid="stMain"], [data-testid="stSidebar"]';
+  const inArea = (node) => {
+    const el = node && (node.nodeType === 1 ? node : node.parentElement);
+    return !!(el && el.closest && el.closest(AREA));
+  };
+  new MutationObserver(records => {
+    if (records.some(r => inArea(r.target))) window.__settle.changeAt = performance.now();
+  }).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+  document.addEventListener('load', e => {
+    if (e.target && e.target.tagName === 'IMG' && inArea(e.target)) window.__settle.changeAt = performance.now();
+  }, true);
+})();
+""" % {"field": ForwardMsg.DESCRIPTOR.fields_by_name["script_finished"].number,
+       "early": ForwardMsg.FINISHED_EARLY_FOR_RERUN}
+
+# Progress bars that are part of a page's layout, not a sign of work going on: the lesson's step counter.
+STATIC_PROGRESS = r"^Step \d+ of \d+"
+
+# True when nothing on the page is still being drawn or computed: no spinner, no progress bar other than
+# STATIC_PROGRESS, every plotly chart drawn (its layout computed and its SVG made), every picture in the main area
+# loaded. A page that is not drawn at all (no main area) is not settled.
+PAGE_DRAWN = """staticProgress => {
+  if (!document.querySelector('[data-testid="stMain"]')) return false;
+  if (document.querySelector('[data-testid="stSpinner"]')) return false;
+  const still = new RegExp(staticProgress);
+  if (Array.from(document.querySelectorAll('[data-testid="stProgress"]'))
+        .some(p => !still.test((p.innerText || '').trim()))) return false;
+  const charts = Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'));
+  if (!charts.every(c => { const gd = c.querySelector('.js-plotly-plot');
+                           return gd && gd._fullLayout && gd.querySelector('.main-svg'); })) return false;
+  return Array.from(document.querySelectorAll('[data-testid="stMain"] img'))
+    .every(i => i.complete && i.naturalWidth > 0);
+}"""
+
+# A drawn chart with data (app.py's empty warm-up chart does not count).
+FIRST_CHART = ("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+               ".some(gd => gd._fullData && gd._fullData.some(t => (t.x && t.x.length) || (t.z && t.z.length))"
+               " && gd.querySelector('.main-svg'))")
+
+# Where the page stands for an action: run counts and clock (see ANSWERED, FINISHED, wait_settled).
+MARK = """() => ({runs: window.__st.runs, at: performance.now(), origin: performance.timeOrigin,
+                 finished: window.__settle ? window.__settle.finished : 0})"""
+# A mark for a page about to be opened in a fresh tab: any new document answers it, and its clock starts at 0.
+NEW_DOCUMENT = {"runs": -1, "at": 0, "origin": -1, "finished": 0}
+# True once the server has finished a run since ``mark`` (in a new document: any run).
+FINISHED = """mark => window.__settle.finished > (performance.timeOrigin !== mark.origin ? 0 : mark.finished)"""
+
 
 
 
@@ -161,22 +259,16 @@ def healthy(url: str) -> bool:
         return False
 
 
-def checkpoint_snapshot(folder: Path) -> list[str]:
-    """Copy the model checkpoints (not training states) with their per-image evaluation files, the instructive-image
-    presets and the gradient-SNR file into ``folder``; write two small untrained models when there are none. Returns
-    the model names."""
-    from explorer.presets import INSTRUCTIVE_FILE
+def checkpoint_snapshot(folder: Path, root: Path = ROOT) -> list[str]:
+    """Copy what the app reads from ``root``/checkpoints/ into ``folder``: the model checkpoints and every shipped file
+    beside them (per-image evaluations, precomputed views, presets, the gradient-SNR file), not the training and
+    evaluation states nor the subfolders; write two small untrained models when there are none. Returns the model
+    names. ``root``: this repository, or an exported older tree (bench/page_latency.py --app-root)."""
     from iwae import catalog
 
-    source = ROOT / "checkpoints"
-    for path in catalog.discover(source):
-        shutil.copy2(path, folder / path.name)
-        numbers = path.with_name(path.name.removesuffix(".safetensors") + ".per-image.npz")  # lesson, CSV download
-        if numbers.is_file():
-            shutil.copy2(numbers, folder / numbers.name)
-    for extra in (source / INSTRUCTIVE_FILE, source / "gradient-snr.json"):  # presets, the SNR figure
-        if extra.is_file():
-            shutil.copy2(extra, folder / extra.name)
+    for path in sorted((Path(root) / "checkpoints").iterdir()):
+        if path.is_file() and not path.name.startswith(".") and not path.name.endswith(STATE_SUFFIXES):
+            shutil.copy2(path, folder / path.name)
     if not catalog.discover(folder):
         write_untrained_models(folder)
     return [catalog.checkpoint_name(p) for p in catalog.discover(folder)]
@@ -202,8 +294,10 @@ def write_untrained_models(folder: Path) -> None:
         save_checkpoint(model, metadata, folder / f"{name}.safetensors")
 
 
-def start_streamlit(port: int, checkpoints: Path, threads: int | str | None, log: Path) -> subprocess.Popen:
-    """``streamlit run app.py`` on 127.0.0.1:port over a checkpoint folder, output to ``log`` ."""
+def start_streamlit(port: int, checkpoints: Path, threads: int | str | None, log: Path,
+                    root: Path = ROOT) -> subprocess.Popen:
+    """``streamlit run app.py`` on 127.0.0.1:port over a checkpoint folder, output to ``log``; the app (and the
+    packages it imports) of ``root``: this repository, or an exported older tree."""
     env = os.environ | {"IWAE_CHECKPOINT_DIR": str(checkpoints)}
     if threads:
         env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "IWAE_APP_THREADS": str(threads)}
@@ -211,7 +305,22 @@ def start_streamlit(port: int, checkpoints: Path, threads: int | str | None, log
                "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false"]
     with open(log, "wb") as out:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = SERVER_START_S) -> float:
+    """Poll ``url``'s /_stcore/health until it answers ok; returns the seconds waited. RuntimeError (with the server's
+    output) when the process exits first or after ``timeout_s``."""
+    started = time.monotonic()
+    while not healthy(url):
+        if process.poll() is not None:
+            text = Path(log).read_text(errors="replace") if Path(log).is_file() else ""
+            raise RuntimeError(f"streamlit exited with {process.returncode} before it was healthy:\n{text}")
+        if time.monotonic() - started > timeout_s:
+            text = Path(log).read_text(errors="replace") if Path(log).is_file() else ""
+            raise RuntimeError(f"streamlit not healthy after {timeout_s:.0f} s:\n{text[-5000:]}")
+        time.sleep(0.05)
+    return time.monotonic() - started
 
 
 def stop_streamlit(process: subprocess.Popen, timeout: float = 20) -> None:
@@ -221,6 +330,21 @@ def stop_streamlit(process: subprocess.Popen, timeout: float = 20) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """``text`` on one line (whitespace runs as one space), at most ``limit`` characters."""
+    return " ".join(text.split())[:limit]
+
+
+def first_traceback(log: str) -> str:
+    """The first traceback in a server log, short: its last frame outside site-packages and the exception line."""
+    lines = log[log.index("Traceback"):].splitlines()
+    end = next((i for i, line in enumerate(lines[1:], 1) if line and not line.startswith(" ")), len(lines) - 1)
+    frames = [line.strip() for line in lines[1:end] if line.strip().startswith("File ")]
+    own = [f for f in frames if "site-packages" not in f] or frames
+    return " | ".join(own[-1:] + [one_line(lines[end], 300)])
+
 
 
 # ------------------------------------------------------------------------------------------------
@@ -265,6 +389,42 @@ def wait_for_count(page, selector: str, minimum: int, timeout_ms: int = RUN_TIME
 def wait_charts_settled(page, frames: int = 5) -> None:
     """Until the charts' sizes have held for ``frames`` animation frames."""
     page.evaluate(CHARTS_SETTLED, frames)
+
+
+def mark(page) -> dict:
+    """Where the page stands before an action: pass it to ``wait_settled``."""
+    return page.evaluate(MARK)
+
+
+def wait_settled(page, since: dict, timeout_ms: int = RUN_TIMEOUT_MS) -> float:
+    """After an action taken at ``since`` (``mark`` just before it, or NEW_DOCUMENT for a page being opened): wait
+    until the app answered it, the server has finished a run since (FINISHED), the page is idle (no script run for
+    SETTLE_MS) and has drawn everything (PAGE_DRAWN; the charts' sizes held for a few frames); then, if a run started
+    meanwhile, wait again. Returns the seconds from ``since`` to
+    the page's last change before that (the last run's end, the last message, the last DOM change or picture load in
+    the app: CHANGE_OBSERVER, which the page's context must have as an init script besides RUN_OBSERVER), not to the
+    end of the quiet time waited for."""
+    page.wait_for_function(ANSWERED, arg=since, timeout=RERUN_START_MS, polling=50)
+    page.wait_for_function(FINISHED, arg=since, timeout=timeout_ms, polling=50)
+    while True:
+        wait_idle(page, timeout_ms)
+        page.wait_for_function(PAGE_DRAWN, arg=STATIC_PROGRESS, timeout=timeout_ms, polling=50)
+        wait_charts_settled(page)
+        if page.evaluate(IDLE, SETTLE_MS):
+            break
+    last = page.evaluate("() => Math.max(window.__st.idleAt, window.__st.msgAt, window.__settle.changeAt)")
+    return (last - since["at"]) / 1000
+
+
+def problems(page) -> list[str]:
+    """What the page shows that is wrong: Streamlit exception elements, error alerts and dialogs (e.g. "Page not
+    found"), with the start of their text."""
+    out = []
+    for selector, what in (("[data-testid='stException']", "exception"), ("[data-testid='stAlertContentError']",
+                                                                          "error alert"),
+                           ("[data-testid='stDialog']", "dialog")):
+        out += [f"{what}: {' '.join(t.split())[:300]}" for t in page.locator(selector).all_inner_texts()]
+    return out
 
 
 def external_requests(urls: list[str]) -> list[str]:

@@ -9,15 +9,20 @@ Runs, in order, each script in its own process:
   of the 10,000 test images, on iwae-k50;
 - bench/evaluation_time.py: ``python -m iwae.evaluate``'s work (IS k=5000, quadrature) on the first 100 test images,
   extrapolated to all 10,000;
-- bench/app_latency.py: the app in a real browser: cold start, K change (rerun) and scatter-click latency (needs
-  /usr/bin/chromium; ``--skip-browser`` leaves it out).
+- bench/app_latency.py: the app in a real browser: cold start, K change (rerun) and scatter-click latency;
+- bench/page_latency.py: the whole app in a real browser: cold start to the first chart, every page's first view, and
+  every control on the pages it lives on (median and maximum seconds until the page settles, beside the issue's
+  previous figures);
+- bench/load_sessions.py: the classroom load: 30 websocket clients each walking a scripted lesson over every page
+  once against one server (action latency p50 / p95 / max, errors, the server's peak RSS).
+The two browser benchmarks need /usr/bin/chromium; ``--skip-browser`` leaves them out.
 Each script writes its headline figures as JSON rows (its ``--json PATH`` option; one row per figure, see
 ``bench_row``). This runner prints them as ONE table (benchmark | metric | value | unit | target | met? | protocol)
 and writes that table, then every script's own full output, to ``<out>/<YYYY-MM-DD-HHMM>.txt``. A script that exits
 non-zero, times out (``--timeout``, per script) or writes no rows gets a row saying so, with its exit code, and its
 stderr goes into the file; the runner goes on with the next script and exits 1 at the end.
 
-``--quick``: a smoke run (a few minutes): small repeat counts and few images for every script (``QUICK`` below). Its
+``--quick``: a smoke run: small repeat counts, few images, 5 clients (each Benchmark's ``quick``). Its
 figures are noisy; the file is named ``<stamp>-quick.txt`` and its header says so. Do not commit it as a result.
 ``--threads N`` is passed to every script (torch threads; for the app, the server's). Run on an idle machine for
 figures worth committing; the load average at the start and the end is in the header.
@@ -49,8 +54,9 @@ TARGET_KINDS = ("max", "min")
 class Benchmark:
     name: str  # the "benchmark" of the script's rows
     script: str
-    quick: tuple[str, ...]  # arguments of a --quick run
-    browser: bool = False
+    quick: tuple[str, ...]  # arguments of a --quick run, after ``args``
+    browser: bool = False  # needs chromium
+    args: tuple[str, ...] = ()  # arguments of every run; "{tmp}" stands for the runner's temporary folder
 
 
 BENCHMARKS = (
@@ -59,6 +65,10 @@ BENCHMARKS = (
     Benchmark("evaluation time", "bench/evaluation_time.py", ("--images", "5", "--repeats", "1")),
     Benchmark("app latency", "bench/app_latency.py", ("--repeats", "1", "--k-changes", "2", "--clicks", "2"),
               browser=True),
+    Benchmark("page latency", "bench/page_latency.py", ("--repeats", "1"), browser=True),
+    # its own results file goes to the temporary folder: the runner's file holds its output
+    Benchmark("classroom load", "bench/load_sessions.py", ("--sessions", "5"),
+              args=("--sessions", "30", "--lessons", "1", "--out", "{tmp}")),
 )
 
 
@@ -209,7 +219,8 @@ def load_average() -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke run: small repeat counts for every script")
-    p.add_argument("--skip-browser", action="store_true", help="leave out bench/app_latency.py (needs chromium)")
+    p.add_argument("--skip-browser", action="store_true",
+                   help="leave out the benchmarks in a browser (app and page latency: they need chromium)")
     p.add_argument("--threads", type=int, default=None, help="passed to every script (default: each script's own)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per script before it is stopped")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder of the dated results file")
@@ -223,12 +234,13 @@ def main(argv=None) -> int:
     if args.quick:
         header.append("# QUICK RUN (--quick): small repeat counts, noisy figures; not a result to commit")
     if args.skip_browser:
-        header.append("# --skip-browser: app latency not measured")
+        header.append("# --skip-browser: app latency and page latency not measured")
 
     rows, sections, failures = [], [], 0
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         for i, b in enumerate(selected, 1):
-            extra = [*(b.quick if args.quick else ()), *(("--threads", str(args.threads)) if args.threads else ())]
+            extra = [*(a.format(tmp=tmp) for a in b.args), *(b.quick if args.quick else ()),
+                     *(("--threads", str(args.threads)) if args.threads else ())]
             json_path = Path(tmp) / (Path(b.script).stem + ".json")
             shown = " ".join(["python", b.script, *map(shlex.quote, extra)])
             print(f"[{i}/{len(selected)}] {b.name}: {shown}", file=sys.stderr, flush=True)

@@ -17,7 +17,8 @@ One module a job:
   and its page's glue (Back / Next, ?step=N, each step's figures);
 - ``estimator``: the Posteriors page's "Inspect the estimator" section (one draw of K log weights taken apart);
 - ``downloads``: the per-image numbers of the chosen models as CSV with their protocol;
-- ``views``: the cached computations behind the pages (pure functions of small keys around ``iwae``).
+- ``views``: the cached computations behind the pages (pure functions of small keys around ``iwae``);
+- ``parallel``: the two columns' views computed at once, one thread each.
 
 ``import explorer`` loads no torch: each submodule loads on first use (``explorer.views`` ...), so that a page's first
 statement, ``explorer.page_frame()``, can hand a fresh server's first deep link to app.py before torch is imported
@@ -31,8 +32,8 @@ from __future__ import annotations
 
 import importlib
 
-SUBMODULES = ("boot", "data", "downloads", "estimator", "frame", "legacy", "lesson", "lesson_ui", "presenter",
-              "presets", "results", "sidebar", "state", "threads", "views", "widgets")
+SUBMODULES = ("boot", "data", "downloads", "estimator", "frame", "legacy", "lesson", "lesson_ui", "parallel",
+              "presenter", "presets", "results", "sidebar", "state", "threads", "views", "widgets")
 
 
 def __getattr__(name: str):

@@ -59,6 +59,11 @@ def model_key(ckpt: Checkpoint) -> str:
     return f"{ckpt.path}@{catalog.file_stamp(ckpt.path)}"
 
 
+def checkpoint_path(key: str) -> Path:
+    """The checkpoint file a model key names."""
+    return Path(key.rsplit("@", 1)[0])
+
+
 @st.cache_resource(show_spinner=False)
 def _test_set(path: str, mtime_ns: int):
     images, labels = testset.load(path)

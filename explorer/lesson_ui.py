@@ -139,7 +139,7 @@ def figures_of(cat: Catalog, state: ViewState, number: int) -> None:
             elif step.view in ("posterior_q", "posterior_k"):
                 view = views.posterior_view(model, key, ref)
                 if step.view == "posterior_q":
-                    fig = go.Figure(views.posterior_fixed_figure(model, key, ref, seed))  # a copy: shared object
+                    fig = go.Figure(views.posterior_fixed_figure(model, key, ref, seed))
                     distance = f"TV(q, p) = {view['tv_q']:.3f}"
                 else:
                     qiw = views.qiw_view(model, key, ref, seed, k)

@@ -24,3 +24,8 @@ def start_script_run() -> None:
     if torch.get_num_threads() != APP_THREADS:
         torch.set_num_threads(APP_THREADS)
     flush_denormals()
+
+
+def start_worker_thread() -> None:
+    """Called first in every worker thread the app starts (explorer.parallel): denormal flushing is per thread."""
+    flush_denormals()

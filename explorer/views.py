@@ -2,7 +2,8 @@
 
 - computed arrays: ``st.cache_data`` with small keys (model key = path@mtime, image reference, K, seed) and
   ``max_entries``; models are passed as ``_``-prefixed arguments, never hashed;
-- shared read-only objects (the global quadrature grid, the K-independent posterior figure): ``st.cache_resource``.
+- shared read-only arrays (the global quadrature grid, the shipped views and toy fits): ``st.cache_resource``;
+  never a plotly Figure, whose objects are not safe to read from two sessions' threads at once.
 No mathematics here: every number comes from iwae.latent / posterior / sir / curves / quadrature / toy, every random
 stream from ``iwae.rng.generator`` named by its purpose and keys.
 """
@@ -13,19 +14,17 @@ import numpy as np
 import streamlit as st
 import torch
 
-from iwae import curves, figures, image_ref, latent, posterior, quadrature, sir, toy
+from iwae import catalog, curves, figures, image_ref, latent, posterior, precomputed, quadrature, sir, toy
 from iwae.image_ref import ImageRef
 from iwae.rng import generator
 
-from .data import image_x, test_set
+from .data import checkpoint_path, image_x, test_set
 from .state import K_CHOICES
 
 N_SIR_OVERLAY = 100  # SIR draws overlaid on the posterior plots
 N_Q_OVERLAY = 100
-IMAGE_CURVE_SAMPLES = 20_000  # draws from q behind the one-image L_K curve (4 blocks at K = 5000)
-SUBSET_CURVE_SAMPLES = 5_000  # per image, for the subset average
 N_RESAMPLE = 16
-SUBSET_CHOICES = (10, 20, 50, 100)
+SUBSET_CHOICES = precomputed.SUBSET_SIZES
 DEFAULT_SUBSET = 50
 TOY_PROGRESS_EVERY = 25  # Adam steps between progress-bar updates of a toy fit
 
@@ -33,8 +32,17 @@ TOY_PROGRESS_EVERY = 25  # Adam steps between progress-bar updates of a toy fit
 # Trained models (all pure functions of their small keys)
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def shipped(_model, key: str) -> precomputed.ModelViews | None:
+    """The model's precomputed views (scripts/precompute_views.py) when they were made from these weights, else None:
+    then each view below is computed live by the same function, with the same draws."""
+    return precomputed.load_model_views(precomputed.views_path(checkpoint_path(key)), _model, K_CHOICES)
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def latent_means(_model, key: str) -> tuple[np.ndarray, np.ndarray]:
+    if (views := shipped(_model, key)) is not None:
+        return views.latent_mu, views.latent_sd
     images, _ = test_set()
     mu, sd = latent.latent_means(_model, images)
     return mu.numpy(), sd.numpy()
@@ -61,6 +69,8 @@ def decode(_model, key: str, z1: float, z2: float) -> np.ndarray:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def knn_accuracy(_model, key: str) -> float:
+    if (views := shipped(_model, key)) is not None:
+        return views.knn_accuracy
     mu, _ = latent_means(_model, key)
     _, labels = test_set()
     return latent.knn_accuracy(mu, labels)
@@ -132,31 +142,38 @@ def q_overlay(_model, key: str, ref: ImageRef, seed: int) -> np.ndarray:
     return sir.q_samples(_model, image_x(ref), N_Q_OVERLAY, generator(seed, "q-overlay", ref)).numpy()
 
 
-@st.cache_resource(max_entries=32, show_spinner=False)
-def posterior_fixed_figure(_model, key: str, ref: ImageRef, seed: int):
-    """The (q | p) figure of the Posteriors page, built once per model, image and seed: a K change then builds
-    only the K figure (each costs ~20 ms of plotly validation). Shared read-only: st.plotly_chart copies it."""
+@st.cache_data(max_entries=32, show_spinner=False)
+def posterior_fixed_figure(_model, key: str, ref: ImageRef, seed: int) -> dict:
+    """The (q | p) figure of the Posteriors page as a plain dict, built once per model, image and seed: a K change
+    then builds only the K figure. A dict from st.cache_data, a copy per call: a plotly Figure object shared between
+    sessions is not thread-safe (copying one while another session read it raised "Invalid property: Scatter
+    'colorbar'" under load, bench/load_sessions.py)."""
     view = posterior_view(_model, key, ref)
     return figures.posterior_fixed_figure(view["x_axis"], view["y_axis"], view["log_q"], view["log_p"],
                                           q_draws=q_overlay(_model, key, ref, seed), mu=view["mu"],
-                                          sigma=view["sigma"], q_resolved=view["q_resolved"])
+                                          sigma=view["sigma"], q_resolved=view["q_resolved"]).to_dict()
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def image_curve(_model, key: str, ref: ImageRef, seed: int) -> curves.BoundCurve:
-    """L_K for every K of the slider, for one image, from IMAGE_CURVE_SAMPLES draws."""
-    return curves.bound_curve(_model, image_x(ref)[None], K_CHOICES, IMAGE_CURVE_SAMPLES,
-                              generator(seed, "image-curve", ref))
+    """L_K for every K of the slider, for one image, from disjoint blocks of the image's pool of draws from q (the
+    pool behind q_IW and the SIR overlay: no decoder pass of its own)."""
+    return curves.curve_from_log_weights(proposal_pool(_model, key, ref, seed).log_w[None], K_CHOICES)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def subset_curve(_model, key: str, n_images: int, seed: int) -> dict:
-    """L_K averaged over the first n test images, and their mean quadrature log p(x)."""
-    images, _ = test_set()
-    x = images[:n_images]
-    curve = curves.bound_curve(_model, x, K_CHOICES, SUBSET_CURVE_SAMPLES, generator(seed, "subset", n_images))
-    log_px, err = quadrature.log_px_batch(_model, global_grid(_model, key), x)
-    return {"curve": curve, "log_px": float(log_px.mean()), "max_error": float(err.max())}
+def subset_curve(_model, key: str, n_images: int) -> dict:
+    """L_K averaged over the first n test images (fixed draws, precomputed.SUBSET_SEED), and their mean quadrature
+    log p(x): shipped for the default models, computed here for others."""
+    views = shipped(_model, key)
+    if views is not None and n_images in views.subset_curves:
+        curve, (log_px, max_error) = views.subset_curves[n_images], views.subset_log_px[n_images]
+    else:
+        images, _ = test_set()
+        curve = precomputed.subset_curve(_model, images, n_images, K_CHOICES)
+        log_px, max_error = precomputed.subset_log_px(_model, images, n_images, global_grid(_model, key))
+    return {"curve": curve, "log_px": log_px, "max_error": max_error, "seed": precomputed.SUBSET_SEED,
+            "shipped": views is not None}
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -177,8 +194,19 @@ def resample(_model, key: str, ref: ImageRef, seed: int, k: int, draw: int) -> d
 # Toy targets (no model)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_resource(show_spinner=False)
+def shipped_toy_fits() -> dict:
+    """The toy fits shipped for the default seed (scripts/precompute_views.py); empty when absent or stale."""
+    return precomputed.load_toy_fits(catalog.checkpoint_dir() / precomputed.TOY_FITS_FILE)
+
+
 def toy_fit(target: str, k: int, seed: int) -> toy.GaussianFit:
+    """q fitted by L_K (K = 1: the ELBO): the shipped fit for the default seed, else fitted here."""
+    return shipped_toy_fits().get((target, k, seed)) or _fit_live(target, k, seed)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _fit_live(target: str, k: int, seed: int) -> toy.GaussianFit:
     """q fitted by L_K (K = 1: the ELBO). The progress bar is made in here, so a cache hit replays it
     ending empty (elements made outside a cached function cannot be updated from inside it)."""
     slot = st.empty()

@@ -9,6 +9,7 @@ Format (readable without this package: ``safetensors.safe_open(path, "pt").metad
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -26,6 +27,15 @@ from .model import VAE, ModelConfig
 
 FORMAT = "iwae-explorer/1"
 REQUIRED_KEYS = ("config", "objective", "k", "estimator", "epochs", "seed", "data", "history", "metrics")
+
+
+def weights_digest(model: VAE) -> str:
+    """sha256 of the weights: an evaluation state or a derived file belongs to exactly these weights."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 class CheckpointError(RuntimeError):

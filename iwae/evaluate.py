@@ -12,7 +12,6 @@ Per checkpoint, on the fixed binarized MNIST test set (or a prefix of it):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -28,7 +27,7 @@ from tqdm import tqdm
 from . import quadrature as quad
 from . import testset
 from .bounds import iwae_bound
-from .checkpoints import CheckpointError, load_checkpoint, read_metadata, update_metadata
+from .checkpoints import CheckpointError, load_checkpoint, read_metadata, update_metadata, weights_digest
 from .cpu import flush_denormals
 from .latent import latent_means
 from .model import VAE
@@ -72,15 +71,6 @@ QUADRATURE = ("log_px_quadrature", "quadrature_error", "quadrature_half_width")
 def state_path(checkpoint: Path) -> Path:
     """Progress of an interrupted evaluation: ``<name>.eval-state.npz`` beside the checkpoint."""
     return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + ".eval-state.npz")
-
-
-def weights_digest(model: VAE) -> str:
-    """sha256 of the weights: an evaluation state belongs to exactly these weights."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 class EvaluationState:

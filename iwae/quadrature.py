@@ -13,7 +13,8 @@ One implementation serves the evaluation CLI and the explorer's views:
    tends to a limit along every ray and the probes sample it; log p(x|z) <= 0 always.
 3. Per image, cells that hold mass (log p(x, z) within ``MASS_NATS`` of the maximum) or may hide a
    narrow peak (large curvature within ``SEARCH_NATS``) are subdivided s x s, with s chosen from the
-   local curvature so that the fine spacing is at most half the posterior's width there.
+   local curvature so that the fine spacing is at most half the posterior's width there; then every cell is made
+   at least half as fine as its neighbours (a narrow peak near a cell's edge spills into the next cell).
 4. log p(x) = logsumexp over all points of log p(x, z) + log(cell area) (the midpoint rule).
 
 Error estimate: in every cell within ``ACTIVE_NATS`` of the maximum, the trapezoidal rule on the same fine
@@ -159,6 +160,20 @@ def _subdivision(curv: torch.Tensor, oversample: int = 1) -> torch.Tensor:
         s = torch.where(grow, s * 2, s)
 
 
+def _balanced(s: torch.Tensor) -> torch.Tensor:
+    """Subdivision levels (n, n) raised so that every cell is at least half as fine as each of its 8 neighbours.
+    A peak narrower than h0 near a cell's edge spills into the neighbour, whose centre, corners and curvature can all
+    miss it: without this the neighbour stays coarse, both rules agree there on a value far too small, and the
+    missing mass goes unnoticed (iwae-k50 test image 6172: 0.086 nats; scripts/quadrature_accuracy.py)."""
+    s = s.double()[None, None]
+    while True:
+        needed = torch.floor(F.max_pool2d(s, 3, stride=1, padding=1) / 2)
+        raised = torch.maximum(s, needed)
+        if torch.equal(raised, s):
+            return s[0, 0].long()
+        s = raised
+
+
 def log_prior_outside_square(half_width: float) -> float:
     """log of an upper bound on P(z outside [-R, R]^2) under N(0, I): 4 P(z_1 > R)."""
     return math.log(4.0) + float(log_ndtr(-half_width))
@@ -264,7 +279,8 @@ def refine(model: VAE, grid: GlobalGrid, x: torch.Tensor, j_coarse: torch.Tensor
     top = j_flat.max()
     curv = _curvature(j2d)
     wanted = (j2d >= top - MASS_NATS) | ((j2d >= top - SEARCH_NATS) & (curv > 4.0))
-    s = torch.where(wanted, _subdivision(curv, oversample), torch.ones_like(curv, dtype=torch.int64)).reshape(-1)
+    s = _balanced(torch.where(wanted, _subdivision(curv, oversample), torch.ones_like(curv, dtype=torch.int64)))
+    s = s.reshape(-1)
     active = (j_flat >= top - ACTIVE_NATS) | (s > 1)
     inactive_log_mass = (torch.logsumexp(j_flat[~active].double(), 0).item() + log_area0 if (~active).any()
                          else -math.inf)

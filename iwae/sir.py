@@ -14,6 +14,8 @@ import torch
 
 from .model import VAE
 
+MAX_DECODER_ROWS = 16_384  # proposals decoded at once (a (rows, 784) float32 logit block is 50 MB)
+
 
 @dataclass
 class SIRDraws:
@@ -43,15 +45,18 @@ def sir_sample(
     if k < 1 or n_draws < 1:
         raise ValueError(f"K and the number of draws must be at least 1 (got K={k}, R={n_draws})")
     batches = 1 if shared else n_draws
-    lw = model.log_weights(x.expand(batches, -1), k, generator)  # log_w (b, K), z (b, K, 2)
-    weights = torch.softmax(lw.log_w.double(), dim=-1)
+    per_chunk = max(1, MAX_DECODER_ROWS // k)  # proposal batches per decoder pass: bounded memory at any K
+    chunks = [model.log_weights(x.expand(min(per_chunk, batches - start), -1), k, generator)
+              for start in range(0, batches, per_chunk)]
+    proposals = torch.cat([c.z for c in chunks])  # (b, K, 2)
+    weights = torch.softmax(torch.cat([c.log_w for c in chunks]).double(), dim=-1)  # (b, K)
     if shared:
         index = torch.multinomial(weights[0], n_draws, replacement=True, generator=generator)  # (R,)
-        z = lw.z[0, index]
+        z = proposals[0, index]
     else:
         index = torch.multinomial(weights, 1, generator=generator)[:, 0]  # (R,)
-        z = lw.z[torch.arange(n_draws), index]
-    return SIRDraws(z=z, index=index, proposals=lw.z, weights=weights, ess=effective_sample_size(weights),
+        z = proposals[torch.arange(n_draws), index]
+    return SIRDraws(z=z, index=index, proposals=proposals, weights=weights, ess=effective_sample_size(weights),
                     independent=not shared)
 
 

@@ -33,13 +33,21 @@ st.header("L_K against K")
 st.session_state.setdefault("bounds_subset", views.DEFAULT_SUBSET)
 subset = st.selectbox("Test images in the average (the first n of the test set)", views.SUBSET_CHOICES,
                       key="bounds_subset")
-for side, col, name, ckpt in widgets.columns(cat, state):
+
+
+def compute(ckpt) -> tuple:
+    model, key = ckpt.model, data.model_key(ckpt)
+    return views.image_curve(model, key, ref, seed), views.posterior_view(model, key, ref)
+
+
+columns = widgets.columns(cat, state)
+with st.spinner(f"L_K for {title} and quadrature log p(x), both models…"):
+    computed = explorer.parallel.per_model(cat, state, compute)
+for side, col, name, ckpt in columns:
     key = data.model_key(ckpt)
     model = ckpt.model
+    curve, view = computed[name]
     with col:
-        with st.spinner(f"L_K for {title} and quadrature log p(x) ({name})…"):
-            curve = views.image_curve(model, key, ref, seed)
-            view = views.posterior_view(model, key, ref)
         st.plotly_chart(
             figures.bound_curve_figure(curve.ks, curve.mean, curve.spread, view["log_px"],
                                        title=title[0].upper() + title[1:]),
@@ -49,7 +57,7 @@ for side, col, name, ckpt in widgets.columns(cat, state):
             1, f"{title}; {curve.n_samples:,} draws from q (seed {seed}) split into disjoint blocks of K; "
             f"dashed: quadrature log p(x) = {view['log_px']:.2f} (error {view['log_px_error']:.1e})"))
         with st.spinner(f"L_K and quadrature for the first {subset} test images ({name}); computed once…"):
-            sub = views.subset_curve(model, key, subset, seed)
+            sub = views.subset_curve(model, key, subset)
         c = sub["curve"]
         st.plotly_chart(
             figures.bound_curve_figure(c.ks, c.mean, c.spread, sub["log_px"], "mean log p(x), quadrature",
@@ -57,8 +65,9 @@ for side, col, name, ckpt in widgets.columns(cat, state):
             key=f"curve_subset_{side}", config=widgets.PLOTLY_CONFIG,
         )
         st.caption(widgets.protocol_line(
-            subset, f"the first {subset}; {c.n_samples:,} draws from q per image (seed {seed}); dashed: mean "
-            f"quadrature log p(x) = {sub['log_px']:.2f} (largest per-image error {sub['max_error']:.1e})"))
+            subset, f"the first {subset}; {c.n_samples:,} draws from q per image (seed {sub['seed']}, fixed: "
+            f"{'shipped with the model' if sub['shipped'] else 'computed here'}); dashed: mean quadrature "
+            f"log p(x) = {sub['log_px']:.2f} (largest per-image error {sub['max_error']:.1e})"))
 
 # --- results --------------------------------------------------------------------------------------
 st.header("Results")

@@ -90,13 +90,21 @@ with top[1]:
     st.markdown("What each model makes of it: the decoder's mean image at the encoder mean $\\mu(x)$, the exact "
                 "$\\log p(x)$ by quadrature and the ELBO. Compare with the test set's average in the results "
                 "table on the home page.")
-for _side, col, name, ckpt in widgets.columns(cat, state):
+
+
+def compute(ckpt) -> tuple:
+    model, key = ckpt.model, data.model_key(ckpt)
+    return (views.image_mean(model, key, ref), views.posterior_view(model, key, ref),
+            views.image_curve(model, key, ref, state.seed))
+
+
+columns = widgets.columns(cat, state)
+with st.spinner("Quadrature for both models…"):
+    computed = explorer.parallel.per_model(cat, state, compute)
+for _side, col, name, ckpt in columns:
     key = data.model_key(ckpt)
+    mu, view, curve = computed[name]
     with col:
-        with st.spinner(f"Quadrature for {name}…"):
-            mu = views.image_mean(ckpt.model, key, ref)
-            view = views.posterior_view(ckpt.model, key, ref)
-            curve = views.image_curve(ckpt.model, key, ref, state.seed)
         widgets.show_image(st, figures.digit_image(views.decode(ckpt.model, key, float(mu[0]), float(mu[1])), 4),
                           f"decoder mean at μ(x) = ({mu[0]:.2f}, {mu[1]:.2f})")
         st.markdown(widgets.numbers_markdown([

@@ -35,16 +35,20 @@ with widgets.math_expander(state):
     st.latex(r"\mathrm{TV}(q, p) = \tfrac12 \int |q - p|\,dz, \qquad "
              r"\mathrm{KL}(p\,\|\,q) = \int p \log \tfrac{p}{q}\,dz \quad\text{(on the window's grid)}")
 
-for side, col, name, ckpt in widgets.columns(cat, state):
-    key = data.model_key(ckpt)
-    model = ckpt.model
+
+def compute(ckpt) -> tuple:
+    model, key = ckpt.model, data.model_key(ckpt)
+    return (views.posterior_view(model, key, ref), views.qiw_view(model, key, ref, seed, k),
+            views.sir_overlay(model, key, ref, seed, k), views.image_curve(model, key, ref, seed),
+            views.posterior_fixed_figure(model, key, ref, seed))
+
+
+columns = widgets.columns(cat, state)
+with st.spinner("Quadrature for both models (first time for this image: about a second)…"):
+    computed = explorer.parallel.per_model(cat, state, compute)
+for side, col, name, _ckpt in columns:
+    view, qiw, sir_draws, curve, fixed = computed[name]
     with col:
-        with st.spinner(f"Quadrature for {name} (first time for this image: about a second)…"):
-            view = views.posterior_view(model, key, ref)
-            qiw = views.qiw_view(model, key, ref, seed, k)
-            sir_draws = views.sir_overlay(model, key, ref, seed, k)
-            curve = views.image_curve(model, key, ref, seed)
-            fixed = views.posterior_fixed_figure(model, key, ref, seed)
         moving = figures.posterior_k_figure(view["x_axis"], view["y_axis"], view["log_q"], qiw["log_qiw"],
                                             view["log_p"], k, sir_draws=sir_draws["z"], mu=view["mu"],
                                             sigma=view["sigma"], q_resolved=view["q_resolved"])

@@ -39,11 +39,13 @@ with top[1]:
     st.caption(f"Draw set {st.session_state.get('draw', 0)} with seed {seed}. K = 5000 takes a few seconds "
                f"({views.N_RESAMPLE} × K decoder passes).")
 
-for _side, col, name, ckpt in widgets.columns(cat, state):
-    key = data.model_key(ckpt)
+columns = widgets.columns(cat, state)
+with st.spinner(f"Drawing {views.N_RESAMPLE} × {k} proposals for each model…"):
+    computed = explorer.parallel.per_model(cat, state, lambda ckpt: views.resample(
+        ckpt.model, data.model_key(ckpt), ref, seed, k, st.session_state.get("draw", 0)))
+for _side, col, name, _ckpt in columns:
+    out = computed[name]
     with col:
-        with st.spinner(f"Drawing {views.N_RESAMPLE} × {k} proposals for {name}…"):
-            out = views.resample(ckpt.model, key, ref, seed, k, st.session_state.get("draw", 0))
         a, b = st.columns(2)
         widgets.show_image(a, figures.tile_images(out["q_images"], cols=4, scale=2),
                           f"{views.N_RESAMPLE} draws from q(z|x)")

@@ -30,29 +30,27 @@ from bench.harness import (
     CHROMIUM_ARGS,
     IMAGE_LABEL,
     K_LABEL,
-    ROOT,
     RUN_OBSERVER,
     RUN_TIMEOUT_MS,
+    SCREENSHOTS,
     VIEWPORT,
     act,
     checkpoint_snapshot,
     close_dialogs,
     external_requests,
     free_port,
-    healthy,
     hover,
     scatter_target,
     start_streamlit,
     stop_streamlit,
     wait_charts_settled,
     wait_for_count,
+    wait_healthy,
     wait_idle,
 )
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-SERVER_START_S = 120  # torch imports slowly on a loaded box
 INK_WAIT_S = 30  # how long a drawn chart may take to show ink in every subplot (WebGL on a loaded box)
 
 # page name -> (sidebar link title, URL path, title shown on the page)
@@ -102,13 +100,10 @@ def server(tmp_path_factory):
     process = start_streamlit(port, folder, os.environ.get("IWAE_TEST_THREADS", "1"), log)
     srv = Server(url, process, log, folder, models)
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while not healthy(url):
-            if process.poll() is not None:
-                pytest.fail(f"streamlit exited with {process.returncode} before it was healthy:\n{srv.log_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit not healthy after {SERVER_START_S} s:\n{srv.log_text()}")
-            time.sleep(0.25)
+        try:
+            wait_healthy(url, process, log)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
         yield srv
     finally:
         stop_streamlit(process)

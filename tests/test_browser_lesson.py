@@ -9,7 +9,6 @@ Uses bench/harness.py (the server over a snapshot of checkpoints/, Chromium, wai
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -18,26 +17,24 @@ import pytest
 from bench.harness import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    ROOT,
     RUN_OBSERVER,
     RUN_TIMEOUT_MS,
+    SCREENSHOTS,
     act,
     checkpoint_snapshot,
     close_dialogs,
     free_port,
-    healthy,
     start_streamlit,
     stop_streamlit,
     wait_charts_settled,
     wait_for_count,
+    wait_healthy,
     wait_idle,
 )
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 PROJECTOR = {"width": 1280, "height": 720}
-SERVER_START_S = 120
 MIDDLE = 5
 
 
@@ -57,11 +54,7 @@ def server(tmp_path_factory):
     process = start_streamlit(port, folder, os.environ.get("IWAE_TEST_THREADS", "1"), log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while not healthy(url):
-            assert process.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, f"not healthy after {SERVER_START_S} s"
-            time.sleep(0.25)
+        wait_healthy(url, process, log)
         yield url, folder, log
     finally:
         stop_streamlit(process)
