@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from iwae import catalog, image_ref, testset
+from iwae import catalog, comparison, image_ref, testset
 from iwae.catalog import Catalog
 from iwae.checkpoints import Checkpoint, CheckpointError, load_checkpoint
 from iwae.image_ref import ImageRef
@@ -62,6 +62,18 @@ def model_key(ckpt: Checkpoint) -> str:
 def checkpoint_path(key: str) -> Path:
     """The checkpoint file a model key names."""
     return Path(key.rsplit("@", 1)[0])
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _seed_noise(directory: str, stamps: tuple[int, ...]) -> dict:
+    return comparison.zoo_seed_noise(Path(directory))
+
+
+def seed_noise(directory: Path) -> dict:
+    """The zoo's seed noise from the per-image files in ``directory`` and its seeds folder; cached until they change."""
+    files = sorted(Path(directory).glob("*.per-image.npz")) + sorted(
+        (Path(directory) / comparison.SEEDS_FOLDER).glob("*.per-image.npz"))
+    return _seed_noise(str(directory), tuple(catalog.file_stamp(f) for f in files))
 
 
 @st.cache_resource(show_spinner=False)

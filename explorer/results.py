@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from iwae import zoo
 from iwae.checkpoints import Checkpoint
+from iwae.comparison import ESTIMATORS, SeedNoise, largest_seed_sd
 
 EVALUATE_COMMAND = "python -m iwae.evaluate checkpoints/*.safetensors --write --per-image"
 EXPECTED_CHECKPOINTS = tuple(m.name for m in zoo.DEFAULT_MODELS)
@@ -92,3 +93,20 @@ def history_rows(metadata: Mapping) -> list[dict]:
     """The per-epoch training history, keeping only entries with an epoch number."""
     hist = metadata.get("history") or []
     return [h for h in hist if isinstance(h, Mapping) and _num(h.get("epoch")) is not None]
+
+
+def seed_noise_note(noise: Mapping[tuple[str, str], SeedNoise]) -> str | None:
+    """The seed-to-seed noise under the results table (iwae.comparison.zoo_seed_noise), and the rule it sets: a
+    difference between models is a finding only beyond twice the larger seed sd. None when not measured."""
+    if not noise:
+        return None
+    labels = {"exact": "quadrature", "is": "IS"}
+    models = dict.fromkeys(m for m, _ in noise)
+    per_model = "; ".join(
+        f"{m}: {', '.join(f'{noise[(m, e)].sd:.2f} ({labels[e]})' for e in ESTIMATORS if (m, e) in noise)}"
+        for m in models)
+    n = min(s.n_images for s in noise.values())
+    limits = ", ".join(f"{2 * largest_seed_sd(noise, e):.2f} nats by {labels[e]}" for e in ESTIMATORS)
+    return (f"Seed noise (seeds {', '.join(map(str, zoo.NOISE_SEEDS))}, same protocol, first {n:,} test images), "
+            f"sd of the NLL in nats: {per_model}. A difference between two models is a finding only beyond twice "
+            f"the larger sd ({limits}).")

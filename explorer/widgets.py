@@ -11,7 +11,7 @@ from iwae.catalog import Catalog
 from iwae.image_ref import ImageRef
 from iwae.posterior import OthersDrawn
 
-from . import presenter, results
+from . import data, presenter, results
 from .state import ViewState
 
 TEST_BINARIZATION_SEED = testset.data.TEST_BINARIZATION_SEED
@@ -62,9 +62,10 @@ def results_table(cat: Catalog) -> None:
             | {results.ERROR_COLUMN: st.column_config.NumberColumn(format="%.1e")},
         )
         protocol = results.results_protocol(cat.checkpoints)
+        noise = results.seed_noise_note(data.seed_noise(cat.directory))
         st.caption(
             "Test negative log likelihood in nats (lower is better); bounds as negatives, like the paper's "
-            "tables. " + (f"Protocol: {protocol}." if protocol else "")
+            "tables. " + (f"Protocol: {protocol}." if protocol else "") + (f" {noise}" if noise else "")
         )
     if pending:
         st.info(

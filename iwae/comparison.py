@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from iwae.zoo import DEFAULT_SEED, NOISE_SEEDS, SEED_NOISE_MODELS
+
 ESTIMATORS = {"exact": "log_px_quadrature", "is": "is"}  # per-image log p(x) arrays by estimator
+SEEDS_FOLDER = "seeds"  # the seed-2/3 models of the zoo, beside the default models: <checkpoints>/seeds/
 
 
 @dataclass(frozen=True)
@@ -54,3 +58,33 @@ def seed_noise(model: str, estimator: str, log_px_by_seed: list[np.ndarray]) -> 
     """Mean test NLL of each seed's model on the same first n images (n: the fewest any seed has)."""
     n = min(len(a) for a in log_px_by_seed)
     return SeedNoise(model, estimator, n, tuple(float(-np.mean(a[:n])) for a in log_px_by_seed))
+
+
+def read_per_image(folder: Path, name: str) -> dict[str, np.ndarray] | None:
+    """``<folder>/<name>.per-image.npz`` (python -m iwae.evaluate --per-image) as arrays; None when absent."""
+    path = Path(folder) / f"{name}.per-image.npz"
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as f:
+        return {key: f[key] for key in f.files}
+
+
+def zoo_seed_noise(checkpoints: Path) -> dict[tuple[str, str], SeedNoise]:
+    """The zoo's seed noise by (model, estimator): seed 1 from ``checkpoints``, the others from its seeds folder.
+    A model with a seed's per-image file missing is left out."""
+    checkpoints = Path(checkpoints)
+    noise = {}
+    for model in SEED_NOISE_MODELS:
+        runs = [read_per_image(checkpoints, model) if s == DEFAULT_SEED
+                else read_per_image(checkpoints / SEEDS_FOLDER, f"{model}-seed{s}") for s in NOISE_SEEDS]
+        if any(r is None for r in runs):
+            continue
+        for est, key in ESTIMATORS.items():
+            noise[(model, est)] = seed_noise(model, est, [r[key] for r in runs])
+    return noise
+
+
+def largest_seed_sd(noise: dict[tuple[str, str], SeedNoise], estimator: str) -> float:
+    """The largest seed sd of one estimator over the zoo's seed-noise models (nan when none is measured):
+    a difference is called a finding only beyond twice this."""
+    return max((s.sd for (_, e), s in noise.items() if e == estimator), default=float("nan"))

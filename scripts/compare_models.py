@@ -1,9 +1,10 @@
 """The zoo's comparisons: the paper's orderings as paired differences, and the seed-to-seed noise.
 
-    python scripts/compare_models.py [--checkpoints checkpoints] [--seeds checkpoints/seeds] [--out docs/results]
+    python scripts/compare_models.py [--checkpoints checkpoints] [--out docs/results]
 
 Reads the per-image files of ``python -m iwae.evaluate --per-image`` (``<name>.per-image.npz``) of the default
-models and of the seed-2/3 models, and writes ``zoo-comparison.md`` and ``seed-noise.json`` to --out.
+models and of the seed-2/3 models (``<checkpoints>/seeds/``), and writes ``zoo-comparison.md`` and ``seed-noise.json``
+to --out. The explorer's results table computes the same seed noise from the same files (iwae/comparison.py).
 """
 
 import argparse
@@ -16,18 +17,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from iwae.checkpoints import read_metadata  # noqa: E402
-from iwae.comparison import ESTIMATORS, paired_difference, seed_noise  # noqa: E402
+from iwae.comparison import (  # noqa: E402
+    ESTIMATORS,
+    largest_seed_sd,
+    paired_difference,
+    read_per_image,
+    zoo_seed_noise,
+)
 from iwae.zoo import NOISE_SEEDS, PAPER_ORDER, PROTOCOL, SEED_NOISE_MODELS  # noqa: E402
 
 LABELS = {"exact": "exact NLL (quadrature)", "is": "NLL, IS k=5000"}
-
-
-def per_image(folder: Path, name: str) -> dict | None:
-    path = folder / f"{name}.per-image.npz"
-    if not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as f:
-        return {key: f[key] for key in f.files}
 
 
 def budget_note(folder: Path, name: str) -> str:
@@ -39,23 +38,16 @@ def budget_note(folder: Path, name: str) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
-    p.add_argument("--seeds", type=Path, default=Path("checkpoints/seeds"))
     p.add_argument("--out", type=Path, default=Path("docs/results"))
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    noise, noise_rows = {}, []
-    for model in SEED_NOISE_MODELS:
-        runs = [per_image(args.checkpoints if s == 1 else args.seeds, model if s == 1 else f"{model}-seed{s}")
-                for s in NOISE_SEEDS]
-        if any(r is None for r in runs):
-            print(f"{model}: seeds missing ({[s for s, r in zip(NOISE_SEEDS, runs, strict=True) if r is None]})")
-            continue
-        for est, key in ESTIMATORS.items():
-            s = seed_noise(model, est, [r[key] for r in runs])
-            noise[(model, est)] = s
-            noise_rows.append({"model": model, "estimator": LABELS[est], "seeds": list(NOISE_SEEDS),
-                               "n_images": s.n_images, "nll_by_seed": s.nll_by_seed, "mean": s.mean, "sd": s.sd})
+    noise = zoo_seed_noise(args.checkpoints)
+    for model in sorted(set(SEED_NOISE_MODELS) - {m for m, _ in noise}):
+        print(f"{model}: a seed's per-image file is missing; no seed noise for it")
+    noise_rows = [{"model": s.model, "estimator": LABELS[s.estimator], "seeds": list(NOISE_SEEDS),
+                   "n_images": s.n_images, "nll_by_seed": s.nll_by_seed, "mean": s.mean, "sd": s.sd}
+                  for s in noise.values()]
     (args.out / "seed-noise.json").write_text(json.dumps(noise_rows, indent=1))
 
     lines = ["# The zoo's comparisons", "",
@@ -67,8 +59,7 @@ def main() -> int:
     for s in noise.values():
         lines.append(f"| `{s.model}` | {LABELS[s.estimator]} | {s.n_images:,} | "
                      f"{' / '.join(f'{v:.2f}' for v in s.nll_by_seed)} | {s.mean:.2f} | {s.sd:.2f} |")
-    largest_sd = {est: max((s.sd for (m, e), s in noise.items() if e == est), default=float("nan"))
-                  for est in ESTIMATORS}
+    largest_sd = {est: largest_seed_sd(noise, est) for est in ESTIMATORS}
     lines += ["", "## The paper's ordering, paired over images", "",
               "Difference = NLL(worse) - NLL(better), mean over the same images with its standard error; it holds "
               "when positive. A finding needs it well outside the seed noise (more than twice the largest seed sd "
@@ -76,7 +67,7 @@ def main() -> int:
               "| better | worse | estimator | images | difference | SE | beyond 2 x seed sd | budget |",
               "|---|---|---|---|---|---|---|---|"]
     for better, worse in PAPER_ORDER:
-        a, b = per_image(args.checkpoints, better), per_image(args.checkpoints, worse)
+        a, b = read_per_image(args.checkpoints, better), read_per_image(args.checkpoints, worse)
         if a is None or b is None:
             lines.append(f"| `{better}` | `{worse}` | (not evaluated) | | | | | |")
             continue

@@ -28,3 +28,28 @@ def test_seed_noise_uses_the_same_images_for_every_seed():
     assert s.nll_by_seed == (105.0, 107.0, 106.0)
     assert s.mean == pytest.approx(106.0) and s.sd == pytest.approx(1.0)
     assert math.isfinite(s.sd)
+
+
+def _write_per_image(folder, name, log_px):
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / f"{name}.per-image.npz", log_px_quadrature=np.asarray(log_px), **{"is": np.asarray(log_px) - 1})
+
+
+def test_zoo_seed_noise_reads_seed_1_beside_the_models_and_the_others_from_the_seeds_folder(tmp_path):
+    from explorer.results import seed_noise_note
+    from iwae.comparison import SEEDS_FOLDER, largest_seed_sd, zoo_seed_noise
+
+    _write_per_image(tmp_path, "vae-k1", [-100.0, -110.0])
+    _write_per_image(tmp_path / SEEDS_FOLDER, "vae-k1-seed2", [-102.0, -112.0])
+    _write_per_image(tmp_path / SEEDS_FOLDER, "vae-k1-seed3", [-101.0, -111.0])
+    _write_per_image(tmp_path, "iwae-k5", [-90.0, -90.0])  # its seed 3 is missing: no noise claimed for it
+    _write_per_image(tmp_path / SEEDS_FOLDER, "iwae-k5-seed2", [-91.0, -91.0])
+    noise = zoo_seed_noise(tmp_path)
+    assert set(noise) == {("vae-k1", "exact"), ("vae-k1", "is")}
+    assert noise[("vae-k1", "exact")].nll_by_seed == (105.0, 107.0, 106.0)
+    assert noise[("vae-k1", "is")].nll_by_seed == (106.0, 108.0, 107.0)
+    assert largest_seed_sd(noise, "exact") == pytest.approx(1.0)
+    assert math.isnan(largest_seed_sd({}, "exact"))
+    note = seed_noise_note(noise)
+    assert "vae-k1: 1.00 (quadrature), 1.00 (IS)" in note and "beyond twice the larger sd (2.00 nats" in note
+    assert "iwae-k5" not in note and seed_noise_note({}) is None
