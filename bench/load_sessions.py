@@ -1,8 +1,8 @@
 """Concurrent sessions against one local explorer server (the classroom load of issue 15): action latency, errors,
 per-session state, server memory.
 
-    python bench/load_sessions.py [--sessions 30] [--seconds 120 | --lessons 1] [--client ws|browser] [--threads 1]
-                                  [--seed 0] [--out bench/results] [--json PATH]
+    python bench/load_sessions.py [--sessions 30] [--seconds 120 | --lessons 1] [--think 0] [--client ws|browser]
+                                  [--threads 1] [--seed 0] [--out bench/results] [--json PATH]
 
 For each session count N: a fresh ``streamlit run app.py`` on 127.0.0.1 (a free port, headless; the same command line
 and checkpoint snapshot as bench/harness.py), then N clients, all started at once, for ``--seconds`` of actions (an
@@ -614,7 +614,7 @@ def client_images(sid: int):
 
 
 async def run_ws_session(sid: int, url: str, opened: asyncio.Event, all_open: asyncio.Event, deadline: list[float],
-                         result: SessionResult, lessons: int | None) -> None:
+                         result: SessionResult, lessons: int | None, think: float = 0.0) -> None:
     """One student: connect and open home, then walk LESSON until the deadline, checking after each action."""
     client = StreamlitClient(url)
     started = time.perf_counter()
@@ -630,20 +630,25 @@ async def run_ws_session(sid: int, url: str, opened: asyncio.Event, all_open: as
         finally:
             opened.set()
         await all_open.wait()
-        await walk_lesson(client, result, deadline, lessons)
+        await walk_lesson(client, result, deadline, lessons, think)
     finally:
         await client.close()
 
 
 async def walk_lesson(client: StreamlitClient, result: SessionResult, deadline: list[float],
-                      lessons: int | None) -> None:
-    """LESSON again and again until the deadline, or until ``lessons`` whole lessons are walked."""
+                      lessons: int | None, think: float = 0.0) -> None:
+    """LESSON again and again until the deadline, or until ``lessons`` whole lessons are walked; with ``think`` > 0,
+    a pause before each action, uniform in [0.5, 1.5] x think seconds (a student reading the page), seeded by the
+    client so that runs repeat."""
     images = client_images(result.sid)
+    reading = random.Random(result.sid)
     expected = client.state()
     for step, (what, argument) in enumerate(itertools.cycle(LESSON)):
         if time.monotonic() >= deadline[0] or (lessons and result.lessons >= lessons):
             return
         kind = what
+        if think > 0:
+            await asyncio.sleep(think * reading.uniform(0.5, 1.5))
         try:
             kind, request, wanted = lesson_action(client, what, argument, images, expected)
             result.add(kind, await client.run(**request))
@@ -702,7 +707,7 @@ async def run_count(n: int, args, browser, checkpoints: Path, log: Path) -> dict
         deadline = [float("inf")]
         if browser is None:
             tasks = [asyncio.create_task(run_ws_session(i, url, opened[i], all_open, deadline, results[i],
-                                                        args.lessons)) for i in range(n)]
+                                                        args.lessons, args.think)) for i in range(n)]
         else:
             starts = start_images(n)
             tasks = [asyncio.create_task(run_session(i, browser, url, args.seed, starts[i], opened[i], all_open,
@@ -803,7 +808,8 @@ async def one_count(n: int, args, browser, checkpoints: Path, tmp: Path) -> dict
 def phase(args) -> str:
     """How long the action phase lasts, in words."""
     parts = ([f"--lessons {args.lessons}"] if args.lessons else []) + (
-        [f"--seconds {args.seconds:g}"] if args.seconds else [])
+        [f"--seconds {args.seconds:g}"] if args.seconds else []) + (
+        [f"--think {args.think:g} (reading time between actions)"] if args.think else [])
     return ", ".join(parts)
 
 
@@ -859,8 +865,9 @@ def json_rows(rows: list[dict], args) -> list[dict]:
     out = []
     for r in rows:
         protocol = (f"{r['sessions']} {args.client} session(s), {r['seconds']:.0f} s of actions, {r['actions']} "
-                    f"actions; server threads {args.threads}; load {r['load'][0]:.1f}")
-        name = f"{r['sessions']} sessions"
+                    f"actions; {f'reading time {args.think:g} s; ' if args.think else 'no reading time; '}"
+                    f"server threads {args.threads}; load {r['load'][0]:.1f}")
+        name = f"{r['sessions']} sessions" + (f", {args.think:g} s reading" if args.think else "")
         out += [
             bench_row(BENCHMARK, f"{name}: action latency p50", r["lat_median"], "s", protocol=protocol),
             bench_row(BENCHMARK, f"{name}: action latency p95", r["lat_p95"], "s", TARGET_P95_S, "max", protocol),
@@ -882,13 +889,16 @@ def main(argv=None) -> int:
                         help="ws clients: stop once every client has walked the whole lesson this many times")
     parser.add_argument("--client", choices=("ws", "browser"), default="ws",
                         help="websocket clients walking the lesson (default) or browser contexts on /posteriors")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="ws clients: mean seconds a student reads before each action (uniform 0.5-1.5 x; "
+                             "default 0: every client acts as soon as its last action ended, the worst case)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the server (as the browser tests)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the browser sessions' choice of actions")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--json", type=Path, default=None, help="also write the headline figures as JSON rows here")
     args = parser.parse_args(argv)
-    if args.lessons and args.client != "ws":
-        parser.error("--lessons is for ws clients (the browser clients walk no lesson)")
+    if (args.lessons or args.think) and args.client != "ws":
+        parser.error("--lessons and --think are for ws clients (the browser clients walk no lesson)")
     if args.seconds is None and not args.lessons:
         args.seconds = 120.0
     if args.client == "browser" and not CHROMIUM.is_file():

@@ -348,11 +348,12 @@ def preset(s: Session, r: int):
 
 def manifold_tiles(s: Session, r: int):
     thumb = slider(s.main, "Manifold tiles per side")
-    before, top = slider_index(thumb), int(thumb.get_attribute("max"))
+    # a number slider (5 ... 30 tiles): Home goes to its minimum, not to 0
+    before, bottom, top = slider_index(thumb), int(thumb.get_attribute("min")), int(thumb.get_attribute("max"))
     key = TILE_KEYS[r % len(TILE_KEYS)]
-    target = {"End": top, "Home": 0, "ArrowRight": min(before + 1, top)}[key]
+    target = {"End": top, "Home": bottom, "ArrowRight": min(before + 1, top)}[key]
     if target == before:
-        key, target = ("Home", 0) if before else ("End", top)
+        key, target = ("Home", bottom) if before != bottom else ("End", top)
 
     def check() -> None:
         expect(slider_index(thumb) == target, f"tiles index {slider_index(thumb)}, chose {target}")
