@@ -1,0 +1,63 @@
+"""Settle the images where scripts/quadrature_accuracy.py found the error estimate below the difference from its 3x
+finer pass: integrate each again with a deeper reference (the finer grid plus 2x finer subdivision and a 16x smaller
+resolution target, ``quadrature.refine(..., oversample=2)``) and compare the evaluation's value with that.
+
+    python scripts/quadrature_deeper_check.py [--results docs/results] [--checkpoints checkpoints]
+
+Reads every ``<results>/quadrature-accuracy-<name>.json``, writes ``<results>/quadrature-underestimates-deeper.json``
+(one row per image: the evaluation's log p(x) and error estimate, the finer and the deeper references with their own
+estimates, the error against each). About 15 s an image on one core.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from iwae import quadrature as quad  # noqa: E402
+from iwae import testset  # noqa: E402
+from iwae.checkpoints import load_checkpoint  # noqa: E402
+from iwae.cpu import flush_denormals  # noqa: E402
+
+FINER_SPACING = quad.COARSE_SPACING / 3  # as scripts/quadrature_accuracy.py
+DEEPER_OVERSAMPLE = 2
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", type=Path, default=Path("docs/results"))
+    p.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
+    args = p.parse_args()
+    flush_denormals()
+    torch.set_num_threads(1)
+    x, _ = testset.load()
+    out = []
+    for path in sorted(args.results.glob("quadrature-accuracy-*.json")):
+        name = path.stem.removeprefix("quadrature-accuracy-")
+        rows = json.loads(path.read_text())["rows"]
+        under = [r for r in rows if r["estimate"] < r["real_error"] and "deeper_reference" not in r]
+        if not under:
+            continue
+        model = load_checkpoint(args.checkpoints / f"{name}.safetensors").model
+        grid, fine = quad.global_grid(model), quad.global_grid(model, spacing=FINER_SPACING)
+        for r in under:
+            i, started = r["image"], time.time()
+            q = quad.refine(model, grid, x[i], quad.coarse_log_joint(grid, x[i][None])[0])
+            d = quad.refine(model, fine, x[i], quad.coarse_log_joint(fine, x[i][None])[0], oversample=DEEPER_OVERSAMPLE)
+            row = {"model": name, "image": i, "log_px": q.log_px, "estimate": q.error_estimate,
+                   "finer": r["reference"], "finer_estimate": r["reference_estimate"], "deeper": d.log_px,
+                   "deeper_estimate": d.error_estimate, "error_vs_finer": abs(q.log_px - r["reference"]),
+                   "error_vs_deeper": abs(q.log_px - d.log_px), "seconds": time.time() - started}
+            out.append(row)
+            print(json.dumps(row), flush=True)
+    (args.results / "quadrature-underestimates-deeper.json").write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
