@@ -503,6 +503,23 @@ def test_one_corrupt_checkpoint_is_reported_and_the_others_work(model_dir, tmp_p
     assert any("vae-k1" in w.value for w in at.warning)
 
 
+def test_results_caption_states_the_seed_noise_where_the_seed_models_are_evaluated(model_dir, tmp_path, monkeypatch):
+    for f in model_dir.glob("*.safetensors"):
+        shutil.copy(f, tmp_path / f.name)
+    monkeypatch.setenv(catalog.CHECKPOINT_DIR_ENV, str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not any("Seed noise" in c.value for c in at.caption)  # no seed models: no claim about noise
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    for name, folder, shift in (("vae-k1", tmp_path, 0.0), ("vae-k1-seed2", seeds, 2.0), ("vae-k1-seed3", seeds, 1.0)):
+        log_px = np.array([-100.0, -110.0]) - shift
+        np.savez(folder / f"{name}.per-image.npz", log_px_quadrature=log_px, **{"is": log_px - 1})
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    _assert_frame(at)
+    notes = [c.value for c in at.caption if "Seed noise" in c.value]
+    assert len(notes) == 1 and "vae-k1: 1.00 (quadrature), 1.00 (IS)" in notes[0], notes
+
+
 def test_instructive_presets_when_present(model_dir, tmp_path, monkeypatch):
     for f in model_dir.glob("*.safetensors"):
         shutil.copy(f, tmp_path / f.name)
