@@ -71,9 +71,7 @@ def _seed_noise(directory: str, stamps: tuple[int, ...]) -> dict:
 
 def seed_noise(directory: Path) -> dict:
     """The zoo's seed noise from the per-image files in ``directory`` and its seeds folder; cached until they change."""
-    files = sorted(Path(directory).glob("*.per-image.npz")) + sorted(
-        (Path(directory) / comparison.SEEDS_FOLDER).glob("*.per-image.npz"))
-    return _seed_noise(str(directory), tuple(catalog.file_stamp(f) for f in files))
+    return _seed_noise(str(directory), tuple(catalog.file_stamp(f) for f in comparison.seed_noise_files(directory)))
 
 
 @st.cache_resource(show_spinner=False)

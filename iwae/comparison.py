@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iwae.evaluate import per_image_path
 from iwae.zoo import DEFAULT_SEED, NOISE_SEEDS, SEED_NOISE_MODELS
 
 ESTIMATORS = {"exact": "log_px_quadrature", "is": "is"}  # per-image log p(x) arrays by estimator
@@ -61,22 +62,34 @@ def seed_noise(model: str, estimator: str, log_px_by_seed: list[np.ndarray]) -> 
 
 
 def read_per_image(folder: Path, name: str) -> dict[str, np.ndarray] | None:
-    """``<folder>/<name>.per-image.npz`` (python -m iwae.evaluate --per-image) as arrays; None when absent."""
-    path = Path(folder) / f"{name}.per-image.npz"
+    """The per-image file of checkpoint ``<folder>/<name>`` (python -m iwae.evaluate --per-image) as arrays; None
+    when absent."""
+    path = per_image_path(Path(folder) / f"{name}.safetensors")
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as f:
         return {key: f[key] for key in f.files}
 
 
+def _seed_runs(checkpoints: Path, model: str) -> list[tuple[Path, str]]:
+    """(folder, checkpoint name) of each seed of a seed-noise model: seed 1 beside the default models, the others in
+    the seeds folder."""
+    return [(checkpoints, model) if s == DEFAULT_SEED else (checkpoints / SEEDS_FOLDER, f"{model}-seed{s}")
+            for s in NOISE_SEEDS]
+
+
+def seed_noise_files(checkpoints: Path) -> list[Path]:
+    """The per-image files zoo_seed_noise reads (present or not): what its result depends on."""
+    return [per_image_path(folder / f"{name}.safetensors")
+            for model in SEED_NOISE_MODELS for folder, name in _seed_runs(Path(checkpoints), model)]
+
+
 def zoo_seed_noise(checkpoints: Path) -> dict[tuple[str, str], SeedNoise]:
     """The zoo's seed noise by (model, estimator): seed 1 from ``checkpoints``, the others from its seeds folder.
     A model with a seed's per-image file missing is left out."""
-    checkpoints = Path(checkpoints)
     noise = {}
     for model in SEED_NOISE_MODELS:
-        runs = [read_per_image(checkpoints, model) if s == DEFAULT_SEED
-                else read_per_image(checkpoints / SEEDS_FOLDER, f"{model}-seed{s}") for s in NOISE_SEEDS]
+        runs = [read_per_image(folder, name) for folder, name in _seed_runs(Path(checkpoints), model)]
         if any(r is None for r in runs):
             continue
         for est, key in ESTIMATORS.items():

@@ -23,9 +23,7 @@ from iwae import quadrature as quad  # noqa: E402
 from iwae import testset  # noqa: E402
 from iwae.checkpoints import load_checkpoint  # noqa: E402
 from iwae.cpu import flush_denormals  # noqa: E402
-
-FINER_SPACING = quad.COARSE_SPACING / 3  # as scripts/quadrature_accuracy.py
-DEEPER_OVERSAMPLE = 2
+from scripts.quadrature_accuracy import DEEPER_OVERSAMPLE, FINER_SPACING  # noqa: E402  (the same reference passes)
 
 
 def main() -> int:

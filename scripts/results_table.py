@@ -8,8 +8,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from explorer.results import seed_noise_note  # noqa: E402  (no Streamlit: the explorer's caption, worded once)
 from iwae.checkpoints import CheckpointError, read_metadata  # noqa: E402
-from iwae.comparison import ESTIMATORS, largest_seed_sd, zoo_seed_noise  # noqa: E402
+from iwae.comparison import zoo_seed_noise  # noqa: E402
 from iwae.zoo import ALL_MODELS, DEFAULT_MODELS, EXTRA_MODELS, PROTOCOL  # noqa: E402
 
 ORDER = tuple(m.name for m in DEFAULT_MODELS + EXTRA_MODELS)
@@ -65,16 +66,9 @@ def main() -> int:
             print(f"| `{p.name}` | unreadable: {exc} |||||||||||")
     for r in REFERENCES:
         print(r)
-    noise = zoo_seed_noise(paths[0].parent if paths else Path("checkpoints"))
-    if noise:
-        labels = {"exact": "exact", "is": "IS"}
-        per_model = "; ".join(
-            f"`{model}` " + " / ".join(f"{noise[(model, e)].sd:.2f} {labels[e]}" for e in ESTIMATORS)
-            for model in dict.fromkeys(m for m, _ in noise))
-        first = next(iter(noise.values()))
-        print(f"\nSeed noise (seeds 1-3 with the same protocol, first {first.n_images:,} test images, sd of the mean "
-              f"NLL in nats): {per_model}. A difference between models is a finding only beyond twice the larger sd ("
-              + ", ".join(f"{2 * largest_seed_sd(noise, e):.2f} {labels[e]}" for e in ESTIMATORS) + ").")
+    note = seed_noise_note(zoo_seed_noise(paths[0].parent if paths else Path("checkpoints")))
+    if note:
+        print(f"\n{note}")
     if marked:
         print(f"\n{OLD_QUADRATURE_MARK} exact NLL from the earlier quadrature over the fixed square [-6, 6]^2, which "
               "undercounts log p(x) on images whose posterior reaches beyond it.")
