@@ -18,7 +18,8 @@ One module a job:
 - ``estimator``: the Posteriors page's "Inspect the estimator" section (one draw of K log weights taken apart);
 - ``downloads``: the per-image numbers of the chosen models as CSV with their protocol;
 - ``views``: the cached computations behind the pages (pure functions of small keys around ``iwae``);
-- ``parallel``: the two columns' views computed at once, one thread each.
+- ``parallel``: the two columns' views computed at once, one thread each;
+- ``warm``: the default state's views computed once in the background after the server's first run.
 
 ``import explorer`` loads no torch: each submodule loads on first use (``explorer.views`` ...), so that a page's first
 statement, ``explorer.page_frame()``, can hand a fresh server's first deep link to app.py before torch is imported
@@ -33,7 +34,7 @@ from __future__ import annotations
 import importlib
 
 SUBMODULES = ("boot", "data", "downloads", "estimator", "frame", "legacy", "lesson", "lesson_ui", "parallel",
-              "presenter", "presets", "results", "sidebar", "state", "threads", "views", "widgets")
+              "presenter", "presets", "results", "sidebar", "state", "threads", "views", "warm", "widgets")
 
 
 def __getattr__(name: str):

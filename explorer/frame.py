@@ -9,7 +9,7 @@ import streamlit as st
 from iwae import catalog, testset
 from iwae.catalog import Catalog
 
-from . import presenter, results, sidebar, threads
+from . import presenter, results, sidebar, threads, warm
 from .boot import FRAME_FLAG
 from .data import load_catalog, test_set
 from .state import ViewState
@@ -47,6 +47,8 @@ def run_framed(page) -> None:
         page.run()
     finally:
         st.session_state[FRAME_FLAG] = False
+    if warm.ENABLED:
+        warm.start_once(load_catalog())  # after the first page is drawn: its run goes first
 
 
 def page_frame() -> tuple[Catalog, ViewState]:

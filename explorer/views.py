@@ -27,6 +27,13 @@ N_RESAMPLE = 16
 SUBSET_CHOICES = precomputed.SUBSET_SIZES
 DEFAULT_SUBSET = 50
 TOY_PROGRESS_EVERY = 25  # Adam steps between progress-bar updates of a toy fit
+DEFAULT_TOY_TARGET = "banana"
+DEFAULT_TOY_K = 100  # when the sidebar's K is not one of toy.K_CHOICES
+
+
+def toy_k_for(k: int) -> int:
+    """The toy page's starting K: the sidebar's K where the toy offers it."""
+    return k if k in toy.K_CHOICES else DEFAULT_TOY_K
 
 # ------------------------------------------------------------------------------------------------
 # Trained models (all pure functions of their small keys)

@@ -23,8 +23,8 @@ st.markdown(
     "and K do not."
 )
 
-st.session_state.setdefault("toy_target", "banana")
-st.session_state.setdefault("toy_k", state.k if state.k in toy.K_CHOICES else 100)
+st.session_state.setdefault("toy_target", views.DEFAULT_TOY_TARGET)
+st.session_state.setdefault("toy_k", views.toy_k_for(state.k))
 c1, c2 = st.columns([1, 2])
 target = c1.selectbox("Target", list(toy.TARGETS), key="toy_target", format_func=lambda n: toy.TARGETS[n].label)
 k = c2.select_slider("K (importance samples) for the IWAE fit and for q_IW", options=toy.K_CHOICES, key="toy_k",

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import torch
 
+# No background warm-up of the default views (explorer/warm.py) in the app runs of the tests: its thread would compute
+# into the shared caches while tests count computations; tests/test_app.py runs it in the foreground.
+os.environ.setdefault("IWAE_WARM_DEFAULTS", "0")
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # plain `pytest` (not `python -m pytest`) does not put the repo root on sys.path
     sys.path.insert(0, str(ROOT))

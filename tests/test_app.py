@@ -678,3 +678,30 @@ def test_a_page_file_run_without_the_entrypoint_draws_the_frame(app, model_dir):
     _assert_frame(at)
     assert [t.value for t in at.title] == ["Posteriors"]
     assert ENTRYPOINT_PAGE not in at.session_state
+
+
+def test_the_warm_up_leaves_no_default_view_to_compute(app, model_dir, monkeypatch):
+    """explorer.warm computes the default state's views in the background after the server's first run: then the
+    Posteriors, Resampling and Bounds pages' first views (default pair, image, K, seed) run no quadrature, draw no
+    pool and sample no SIR draws of their own. Without the warm-up they do (the control)."""
+    import streamlit as st
+
+    from explorer import warm
+    from iwae import posterior, sir
+
+    calls: list[str] = []
+    for module, name in ((posterior, "image_grid"), (posterior, "proposal_pool"), (sir, "sir_sample")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name, **kw: (calls.append(_n), _f(*a, **kw))[1])
+
+    def first_views() -> list[str]:
+        calls.clear()
+        for page in ("pages/posteriors.py", "pages/resampling.py", "pages/bounds.py"):
+            _open(app(), page)
+        return sorted(set(calls))
+
+    st.cache_data.clear()
+    assert first_views() == ["image_grid", "proposal_pool", "sir_sample"]  # the control: computed on first view
+    st.cache_data.clear()
+    warm.warm_defaults(explorer_data.load_catalog(model_dir))
+    assert first_views() == []

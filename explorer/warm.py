@@ -1,0 +1,71 @@
+"""The default views built once, in the background, when the server first runs a page.
+
+Every page's first view shows the default state (``explorer.state.default_state``): the default pair, image, K and
+seed. Those views are pure functions of the shipped models, so one low-priority thread computes them into the global
+caches of ``explorer.views`` right after the first run has drawn its page: a class opening the Posteriors, Bounds,
+Resampling or Toy page then finds them ready instead of waiting seconds for the quadrature, the pools and the toy
+densities (bench/page_latency.py, "first view"). The thread runs at the lowest CPU priority, so a session's own
+run is never slowed by it; it draws nothing (the caches need no script-run context, as in ``explorer.parallel``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from iwae.catalog import Catalog
+
+from . import views
+from .data import model_key
+from .state import default_state
+from .threads import start_worker_thread
+
+WARM_ENV = "IWAE_WARM_DEFAULTS"  # "0": no warm-up (the tests, which call ``warm_defaults`` themselves)
+ENABLED = os.environ.get(WARM_ENV, "1") != "0"
+_started = threading.Lock()
+_done = threading.Event()
+
+
+def start_once(cat: Catalog) -> bool:
+    """Start the warm-up thread unless this process already did. Returns whether this call started it."""
+    if not _started.acquire(blocking=False):
+        return False
+    threading.Thread(target=_run, args=(cat,), name="iwae-warm-defaults", daemon=True).start()
+    return True
+
+
+def wait(timeout: float | None = None) -> bool:
+    """Block until the warm-up has finished (for tests and benchmarks)."""
+    return _done.wait(timeout)
+
+
+def _run(cat: Catalog) -> None:
+    try:
+        start_worker_thread()
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # Linux: this thread only
+        except (AttributeError, OSError):
+            pass
+        warm_defaults(cat)
+    finally:
+        _done.set()
+
+
+def warm_defaults(cat: Catalog) -> None:
+    """Compute the default state's views of every page, the slowest first."""
+    state = default_state(list(cat.checkpoints))
+    ref, k, seed = state.image_ref, state.k, state.seed
+    for name in dict.fromkeys((state.model_a, state.model_b)):
+        ckpt = cat.checkpoints[name]
+        model, key = ckpt.model, model_key(ckpt)
+        views.posterior_view(model, key, ref)
+        views.posterior_fixed_figure(model, key, ref, seed)
+        views.qiw_view(model, key, ref, seed, k)
+        views.sir_overlay(model, key, ref, seed, k)
+        views.image_curve(model, key, ref, seed)
+        views.subset_curve(model, key, views.DEFAULT_SUBSET)
+        views.resample(model, key, ref, seed, k, 0)
+    target, toy_k = views.DEFAULT_TOY_TARGET, views.toy_k_for(k)
+    shipped = views.shipped_toy_fits()
+    if (target, 1, seed) in shipped and (target, toy_k, seed) in shipped:  # a live fit draws a progress bar: not here
+        views.toy_result(target, toy_k, seed, shipped[(target, 1, seed)], shipped[(target, toy_k, seed)])
