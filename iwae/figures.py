@@ -382,7 +382,7 @@ def posterior_k_figure(x_axis, y_axis, log_q, log_qiw, log_p, k: int, sir_draws=
     unresolved = not q_resolved and mu is not None and sigma is not None
     left = [_density_heatmap("q_iw", log_qiw, x_axis, y_axis, zmin, zmax, False)]
     right = []
-    step = max(1, len(x_axis) // CONTOUR_RESOLUTION)  # contours on every step-th point: lighter to send and draw
+    step = contour_stride(len(x_axis))
     for name, dens in (("q", log_q), ("q_iw", log_qiw), ("p", log_p)):
         d = _as_np(dens).astype(np.float64)
         top = float(np.nanmax(np.where(np.isfinite(d), d, -np.inf)))
@@ -408,6 +408,12 @@ def posterior_k_figure(x_axis, y_axis, log_q, log_qiw, log_p, k: int, sir_draws=
     moving = _two_panel_figure(left, right, (f"q<sub>IW</sub>(z|x) at K = {k}",
                                              "contours: 1, 5, 9 nats below each max"), x_axis, y_axis, height)
     return moving
+
+
+def contour_stride(n: int) -> int:
+    """Contours are drawn from every stride-th grid point (at most CONTOUR_RESOLUTION per side): the browser traces
+    them itself, and a quarter of the points is four times lighter to send and to trace."""
+    return max(1, n // CONTOUR_RESOLUTION)
 
 
 def q_ellipse(mu, sigma, n_sd: float = 2.0, points: int = 60) -> tuple[np.ndarray, np.ndarray]:

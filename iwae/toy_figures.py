@@ -11,7 +11,16 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .figures import CONTOUR_COLOURS, DENSITY_SPAN, FONT, _clipped, grid_extent, q_ellipse, shared_scale
+from .figures import (
+    CONTOUR_COLOURS,
+    DENSITY_SPAN,
+    FONT,
+    _clipped,
+    contour_stride,
+    grid_extent,
+    q_ellipse,
+    shared_scale,
+)
 from .toy import ToyResult
 
 TARGET_CONTOUR_NATS = 5.0  # the target's contour drawn on every q and q_IW panel: this far below its maximum
@@ -50,10 +59,12 @@ def toy_figure(result: ToyResult, span: float = DENSITY_SPAN, height: int = 360)
             row=1, col=i + 1,
         )
     top = float(np.max(r.log_target))
+    step = contour_stride(len(x_axis))
+    contour_z = _clipped(np.asarray(r.log_target)[::step, ::step], top - 30, top)
     for col, view in ((2, r.elbo_fit), (3, r.elbo_fit), (4, r.iwae_fit), (5, r.iwae_fit)):
         fig.add_trace(
             go.Contour(
-                x=x_axis, y=y_axis, z=_clipped(r.log_target, top - 30, top), showscale=False, showlegend=col == 2,
+                x=x_axis[::step], y=y_axis[::step], z=contour_z, showscale=False, showlegend=col == 2,
                 name=f"target, {TARGET_CONTOUR_NATS:.0f} nats below its maximum", meta="target-contour",
                 contours=dict(start=top - TARGET_CONTOUR_NATS, end=top - TARGET_CONTOUR_NATS, size=1.0,
                               coloring="lines"),
