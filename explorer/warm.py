@@ -4,8 +4,9 @@ Every page's first view shows the default state (``explorer.state.default_state`
 seed. Those views are pure functions of the shipped models, so one low-priority thread computes them into the global
 caches of ``explorer.views`` right after the first run has drawn its page: a class opening the Posteriors, Bounds,
 Resampling or Toy page then finds them ready instead of waiting seconds for the quadrature, the pools and the toy
-densities (bench/page_latency.py, "first view"). The thread runs at the lowest CPU priority, so a session's own
-run is never slowed by it; it draws nothing (the caches need no script-run context, as in ``explorer.parallel``).
+densities (bench/page_latency.py, "first view"). One thread at normal priority (at the lowest it was starved for
+minutes on a busy machine and warmed nothing in time): a few CPU seconds once per server, started only after the first
+run. It draws nothing (the caches need no script-run context, as in ``explorer.parallel``).
 """
 
 from __future__ import annotations
@@ -42,10 +43,6 @@ def wait(timeout: float | None = None) -> bool:
 def _run(cat: Catalog) -> None:
     try:
         start_worker_thread()
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # Linux: this thread only
-        except (AttributeError, OSError):
-            pass
         warm_defaults(cat)
     finally:
         _done.set()
