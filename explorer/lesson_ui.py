@@ -170,3 +170,34 @@ def figures_of(cat: Catalog, state: ViewState, number: int) -> None:
                 d = estimator.panel(ckpt, state, side, draw, height=330)
                 st.markdown(f"**mean log w = {d.elbo:.2f} ≤ L_K = log mean w = {d.l_k:.2f}**; "
                             f"ESS {d.ess:.1f} of {d.k}")
+
+
+def warm_step(cat: Catalog, number: int, seed: int) -> None:
+    """Compute into the caches what ``figures_of`` shows for step ``number`` in its own state (its pair, image and K)
+    at ``seed``, drawing nothing: explorer.warm runs it in the background for every step. Mirrors ``figures_of``."""
+    step, models, choice = _plan(cat, number)
+    if step.view == "toy":
+        fits = views.shipped_toy_fits()
+        elbo, iwae = fits.get((step.toy_target, 1, seed)), fits.get((step.toy_target, step.k, seed))
+        if elbo is not None and iwae is not None:  # a live fit draws a progress bar: not in the background
+            views.toy_result(step.toy_target, step.k, seed, elbo, iwae)
+        return
+    for name in dict.fromkeys(models):
+        ckpt = cat.checkpoints[name]
+        model, key, ref = ckpt.model, model_key(ckpt), choice.index
+        if step.view == "latent":
+            views.latent_means(model, key)
+        elif step.view in ("posterior_q", "posterior_k"):
+            views.posterior_view(model, key, ref)
+            if step.view == "posterior_q":
+                views.posterior_fixed_figure(model, key, ref, seed)
+            else:
+                views.qiw_view(model, key, ref, seed, step.k)
+                views.sir_overlay(model, key, ref, seed, step.k)
+        elif step.view == "resampling":
+            views.resample(model, key, ref, seed, step.k, 0)
+        elif step.view == "bounds":
+            views.image_curve(model, key, ref, seed)
+            views.posterior_view(model, key, ref)
+        elif step.view == "estimator":
+            estimator.estimator_draw(model, key, ref, seed, step.k, 0)

@@ -1,12 +1,13 @@
 """The default views built once, in the background, when the server first runs a page.
 
 Every page's first view shows the default state (``explorer.state.default_state``): the default pair, image, K and
-seed. Those views are pure functions of the shipped models, so one low-priority thread computes them into the global
-caches of ``explorer.views`` right after the first run has drawn its page: a class opening the Posteriors, Bounds,
-Resampling or Toy page then finds them ready instead of waiting seconds for the quadrature, the pools and the toy
-densities (bench/page_latency.py, "first view"). One thread at normal priority (at the lowest it was starved for
-minutes on a busy machine and warmed nothing in time): a few CPU seconds once per server, started only after the first
-run. It draws nothing (the caches need no script-run context, as in ``explorer.parallel``).
+seed; every step of the guided lesson shows its own state. Those views are pure functions of the shipped models, so
+one thread computes them into the global caches of ``explorer.views`` right after the first run has drawn its page: a
+class opening the Posteriors, Bounds, Resampling or Toy page, or walking the lesson, then finds them ready instead of
+waiting seconds for the quadrature, the pools and the toy densities (bench/page_latency.py, "first view"). One thread
+at normal priority (at the lowest it was starved for minutes on a busy machine and warmed nothing in time): some CPU
+seconds once per server, started only after the first run. It draws nothing (the caches need no script-run context, as
+in ``explorer.parallel``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 
 from iwae.catalog import Catalog
 
-from . import views
+from . import lesson, lesson_ui, views
 from .data import model_key
 from .state import default_state
 from .threads import start_worker_thread
@@ -66,3 +67,5 @@ def warm_defaults(cat: Catalog) -> None:
     shipped = views.shipped_toy_fits()
     if (target, 1, seed) in shipped and (target, toy_k, seed) in shipped:  # a live fit draws a progress bar: not here
         views.toy_result(target, toy_k, seed, shipped[(target, 1, seed)], shipped[(target, toy_k, seed)])
+    for number in range(1, len(lesson.STEPS) + 1):  # a class walks the lesson together
+        lesson_ui.warm_step(cat, number, seed)

@@ -213,3 +213,32 @@ def test_presenter_toggle_writes_the_url(app):
     at.sidebar.toggle(key="present").set_value(True).run()
     _ok(at)
     assert "present" in at.query_params
+
+
+def test_the_warm_up_computes_every_step(app, model_dir, monkeypatch):
+    """explorer.warm computes each step's views in the step's own state (lesson_ui.warm_step): then showing the
+    steps with the quadrature, a pool, SIR draws or an estimator draw (3 to 7) computes none of those again. Without
+    it they do (the control)."""
+    import streamlit as st
+
+    from explorer import data, warm
+    from explorer import estimator as explorer_estimator
+    from iwae import posterior, sir
+
+    calls: list[str] = []
+    for module, name in ((posterior, "image_grid"), (posterior, "proposal_pool"), (sir, "sir_sample"),
+                         (explorer_estimator, "draw_log_weights")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name, **kw: (calls.append(_n), _f(*a, **kw))[1])
+
+    def show_steps() -> list[str]:
+        calls.clear()
+        for number in range(3, 8):
+            _ok(app({"step": str(number)}))
+        return sorted(set(calls))
+
+    st.cache_data.clear()
+    assert show_steps() == ["draw_log_weights", "image_grid", "proposal_pool", "sir_sample"]
+    st.cache_data.clear()
+    warm.warm_defaults(data.load_catalog(model_dir))
+    assert show_steps() == []
