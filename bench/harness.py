@@ -295,10 +295,13 @@ def write_untrained_models(folder: Path) -> None:
 
 
 def start_streamlit(port: int, checkpoints: Path, threads: int | str | None, log: Path,
-                    root: Path = ROOT) -> subprocess.Popen:
+                    root: Path = ROOT, run_log: Path | None = None) -> subprocess.Popen:
     """``streamlit run app.py`` on 127.0.0.1:port over a checkpoint folder, output to ``log``; the app (and the
-    packages it imports) of ``root``: this repository, or an exported older tree."""
+    packages it imports) of ``root``: this repository, or an exported older tree. ``run_log``: where the app appends
+    each script run's duration (explorer.frame, ``$IWAE_RUN_LOG``)."""
     env = os.environ | {"IWAE_CHECKPOINT_DIR": str(checkpoints)}
+    if run_log is not None:
+        env |= {"IWAE_RUN_LOG": str(run_log)}
     if threads:
         env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "IWAE_APP_THREADS": str(threads)}
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",

@@ -30,7 +30,9 @@ target 0, and the error lines printed under the table).
     mkdir /tmp/old && git archive <commit> | tar -x -C /tmp/old && python bench/page_latency.py --app-root /tmp/old
 
 (the server then runs PATH/app.py in PATH with a snapshot of PATH/checkpoints). Prints one table (control, page, n,
-median and maximum seconds, target, met?, the issue's previous figures where one applies) and the load average; run
+median and maximum seconds, the server's share, target, met?, the issue's previous figures where one applies) and the
+load average. The server's share is the median sum of the script runs' durations the app logged for an input
+(``$IWAE_RUN_LOG``, explorer.frame; not for an older tree without it): the rest of the wait is the browser drawing. Run
 it under ``nice`` on a shared machine, the numbers depend on the load. ``--json PATH`` writes one row per table line
 (the median; maximum, n and previous figure in its protocol) and an errors row for bench/run_all.py (``bench_row``).
 """
@@ -78,6 +80,7 @@ from bench.harness import (  # noqa: E402
 from bench.run_all import bench_row, write_rows  # noqa: E402
 
 BENCHMARK = "page latency"
+RUN_LOG_NAME = "runs.log"  # the server's script-run durations ($IWAE_RUN_LOG)
 TARGET_CONTROL_S, TARGET_FIRST_VIEW_S, TARGET_COLD_S = 1.0, 2.0, 4.0
 LOCATOR_TIMEOUT_MS = 30_000  # finding and clicking a widget (not the app's answer: that is RUN_TIMEOUT_MS)
 
@@ -156,6 +159,7 @@ class Row:
     page: str
     target: float
     seconds: list[float] = field(default_factory=list)
+    server: list[float] = field(default_factory=list)  # until the server's last run for it had finished
     errors: list[str] = field(default_factory=list)
     missing: str | None = None
     note: str = ""
@@ -170,6 +174,10 @@ class Session:
     models: list[str]
     page_errors: list[str]
     tmp: Path
+
+    @property
+    def run_log(self) -> Path:
+        return self.tmp / RUN_LOG_NAME
 
     @property
     def side(self):
@@ -492,6 +500,7 @@ def measure(s: Session, row: Row, r: int) -> None:
         return
     errors_before = len(s.page_errors)
     try:
+        position = run_log_position(s)
         since = mark(s.page)
         act()
         seconds = wait_settled(s.page, since)
@@ -500,12 +509,27 @@ def measure(s: Session, row: Row, r: int) -> None:
         s.page.keyboard.press("Escape")
         return
     row.seconds.append(seconds)
+    row.server.append(server_seconds(s, position))
     found = problems(s.page) + s.page_errors[errors_before:]
     try:
         check()
     except Wrong as exc:
         found.append(f"did not land: {exc}")
     row.errors += [f"round {r + 1} ({value}): {p}" for p in found]
+
+
+def run_log_position(s: Session) -> int:
+    return s.run_log.stat().st_size if s.run_log.is_file() else 0
+
+
+def server_seconds(s: Session, position: int) -> float:
+    """The seconds of the server's script runs logged since ``position`` (``$IWAE_RUN_LOG``, explorer.frame): the
+    server's share of a wait; the rest is the browser drawing (and the network)."""
+    if not s.run_log.is_file():  # an older tree writes no run log
+        return float("nan")
+    with open(s.run_log) as log:
+        log.seek(position)
+        return sum(float(line.split("\t")[0]) for line in log if line.strip())
 
 
 def new_session(context, url: str, name: str, models: list[str], tmp: Path) -> Session:
@@ -545,7 +569,7 @@ def cold_start(context, args, url: str, port: int, checkpoints: Path, log: Path,
     chart = Row("cold start to first chart", "latent", TARGET_COLD_S)
     settled = Row("cold start to page settled", "latent", TARGET_COLD_S)
     t0 = time.perf_counter()
-    server = start_streamlit(port, checkpoints, args.threads, log, root=args.app_root)
+    server = start_streamlit(port, checkpoints, args.threads, log, root=args.app_root, run_log=tmp / RUN_LOG_NAME)
     try:
         wait_healthy(url, server, log)
         opened = time.perf_counter() - t0
@@ -586,8 +610,10 @@ def first_views(context, url: str, args, models: list[str], tmp: Path) -> tuple[
             continue
         s = new_session(context, url, name, models, tmp)
         try:
+            position = run_log_position(s)
             seconds, row.note = open_page(s, url, args.paths[name])
             row.seconds.append(seconds)
+            row.server.append(server_seconds(s, position))
             why = page_missing(s)
             if why:
                 row.missing, row.seconds = why, []
@@ -655,12 +681,13 @@ def verdict(row: Row) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = f"{'control':<28} {'page':<11} {'n':>2} {'median s':>9} {'max s':>7} {'target s':>8} {'met?':>7}  previous s"
+    head = (f"{'control':<28} {'page':<11} {'n':>2} {'median s':>9} {'max s':>7} {'server s':>8} {'target s':>8} "
+            f"{'met?':>7}  previous s")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r.control:<28} {r.page:<11} {len(r.seconds):>2} {median(r.seconds):>9.2f} "
-            f"{max(r.seconds, default=float('nan')):>7.2f} {r.target:>8.1f} {verdict(r):>7}  "
+            f"{max(r.seconds, default=float('nan')):>7.2f} {median(r.server):>8.2f} {r.target:>8.1f} {verdict(r):>7}  "
             f"{PREVIOUS.get((r.control, r.page), '')}"
             + (f"  [missing: {r.missing}]" if r.missing and not r.seconds else "")
             + (f"  [{r.note}]" if r.note else ""))
@@ -671,6 +698,8 @@ def json_rows(rows: list[Row], errors: int, protocol: str) -> list[dict]:
     out = []
     for r in rows:
         notes = [f"n={len(r.seconds)}", f"max {max(r.seconds):.2f} s" if r.seconds else "not measured"]
+        if r.server:
+            notes.append(f"server {median(r.server):.2f} s")
         if (r.control, r.page) in PREVIOUS:
             notes.append(f"previous {PREVIOUS[(r.control, r.page)]} s")
         if r.missing and not r.seconds:
@@ -756,8 +785,9 @@ def main(argv=None) -> int:
           f"server torch threads {args.threads}; chromium launch {launch:.1f} s (not counted); {wall:.0f} s in all; "
           f"load average {load} on {os.cpu_count()} CPUs\n")
     print(table(rows))
-    print("\nmedian / max: seconds until the page settled (see the module docstring); previous: the issue's figures "
-          "(idle machine, run 1 / run 2). The latent page's first view comes after the cold start opened it.")
+    print("\nmedian / max: seconds until the page settled (see the module docstring); server: median seconds until the "
+          "server had finished its last run for the input (the rest is the browser drawing); previous: the issue's "
+          "figures (idle machine, run 1 / run 2). The latent page's first view comes after the cold start opened it.")
     found = [r for r in rows if r.seconds]
     missing = sorted({f"{r.control} ({r.page}): {r.missing}" for r in rows if r.missing and not r.seconds})
     if missing:

@@ -4,6 +4,9 @@ when nothing can be shown, what is missing and how to make it. app.py calls ``fr
 
 from __future__ import annotations
 
+import os
+import time
+
 import streamlit as st
 
 from iwae import catalog, testset
@@ -15,6 +18,8 @@ from .data import load_catalog, test_set
 from .state import ViewState
 
 ENTRYPOINT_PAGE = "_entrypoint_page"  # title of the page app.py framed in its latest run (the tests read it)
+RUN_LOG_ENV = "IWAE_RUN_LOG"
+RUN_LOG = os.environ.get(RUN_LOG_ENV)
 
 
 def frame() -> tuple[Catalog, ViewState] | None:
@@ -38,7 +43,18 @@ def frame() -> tuple[Catalog, ViewState] | None:
 
 
 def run_framed(page) -> None:
-    """app.py's run: the frame, then ``page`` (an ``st.navigation`` result) inside it."""
+    """app.py's run: the frame, then ``page`` (an ``st.navigation`` result) inside it. With ``$IWAE_RUN_LOG`` set, each
+    run's duration is appended to that file (bench/page_latency.py: the server's share of a wait)."""
+    started = time.perf_counter()
+    try:
+        _run_framed(page)
+    finally:
+        if RUN_LOG:
+            with open(RUN_LOG, "a") as log:
+                log.write(f"{time.perf_counter() - started:.4f}\t{page.title}\n")
+
+
+def _run_framed(page) -> None:
     if frame() is None:
         return
     st.session_state[FRAME_FLAG] = True

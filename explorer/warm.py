@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 
+from iwae import toy
 from iwae.catalog import Catalog
 
 from . import lesson, lesson_ui, views
@@ -63,9 +64,9 @@ def warm_defaults(cat: Catalog) -> None:
         views.image_curve(model, key, ref, seed)
         views.subset_curve(model, key, views.DEFAULT_SUBSET)
         views.resample(model, key, ref, seed, k, 0)
-    target, toy_k = views.DEFAULT_TOY_TARGET, views.toy_k_for(k)
-    shipped = views.shipped_toy_fits()
-    if (target, 1, seed) in shipped and (target, toy_k, seed) in shipped:  # a live fit draws a progress bar: not here
-        views.toy_result(target, toy_k, seed, shipped[(target, 1, seed)], shipped[(target, toy_k, seed)])
+    toy_k = views.toy_k_for(k)
+    views.shipped_toy_result(views.DEFAULT_TOY_TARGET, toy_k, seed)
     for number in range(1, len(lesson.STEPS) + 1):  # a class walks the lesson together
         lesson_ui.warm_step(cat, number, seed)
+    for target in toy.TARGETS:  # the toy page's other targets at its starting K
+        views.shipped_toy_result(target, toy_k, seed)
