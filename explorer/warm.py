@@ -68,5 +68,6 @@ def warm_defaults(cat: Catalog) -> None:
     views.shipped_toy_result(views.DEFAULT_TOY_TARGET, toy_k, seed)
     for number in range(1, len(lesson.STEPS) + 1):  # a class walks the lesson together
         lesson_ui.warm_step(cat, number, seed)
-    for target in toy.TARGETS:  # the toy page's other targets at its starting K
-        views.shipped_toy_result(target, toy_k, seed)
+    for toy_start in dict.fromkeys((toy_k, views.DEFAULT_TOY_K)):  # the toy page's targets at its starting Ks
+        for target in toy.TARGETS:
+            views.shipped_toy_result(target, toy_start, seed)
