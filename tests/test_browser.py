@@ -25,11 +25,13 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from bench.harness import (
+    CHANGE_OBSERVER,
     CHART_INFO,
     CHROMIUM,
     CHROMIUM_ARGS,
     IMAGE_LABEL,
     K_LABEL,
+    NEW_DOCUMENT,
     RUN_OBSERVER,
     RUN_TIMEOUT_MS,
     SCREENSHOTS,
@@ -47,6 +49,7 @@ from bench.harness import (
     wait_for_count,
     wait_healthy,
     wait_idle,
+    wait_settled,
 )
 
 pytestmark = pytest.mark.browser
@@ -132,6 +135,7 @@ def browser(server):
         try:
             context = chromium.new_context(viewport=VIEWPORT)
             context.add_init_script(RUN_OBSERVER)
+            context.add_init_script(CHANGE_OBSERVER)
             requests: list[str] = []
             context.on("request", lambda request: requests.append(request.url))
             page = context.new_page()
@@ -140,7 +144,9 @@ def browser(server):
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             # The first session of a fresh server, opened from a shared link to a page other than home.
             page.goto(server.url + FIRST_LINK)
-            wait_idle(page)
+            # Settled, not merely idle: on a slow box the first session's runs can pause longer than the idle wait
+            # between the deep link's hand-over and the run that draws the linked state.
+            wait_settled(page, NEW_DOCUMENT)
             dialogs = close_dialogs(page)
             yield Browser(page, server.url, errors, dialogs, requests)
         finally:

@@ -15,8 +15,10 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from bench.harness import (
+    CHANGE_OBSERVER,
     CHROMIUM,
     CHROMIUM_ARGS,
+    NEW_DOCUMENT,
     RUN_OBSERVER,
     RUN_TIMEOUT_MS,
     SCREENSHOTS,
@@ -30,6 +32,7 @@ from bench.harness import (
     wait_for_count,
     wait_healthy,
     wait_idle,
+    wait_settled,
 )
 
 pytestmark = pytest.mark.browser
@@ -77,12 +80,15 @@ def _open(chromium, url: str):
     """A fresh session (its own browser context) at ``url``, idle, with the page errors it collected."""
     context = chromium.new_context(viewport=PROJECTOR)
     context.add_init_script(RUN_OBSERVER)
+    context.add_init_script(CHANGE_OBSERVER)
     page = context.new_page()
     page.set_default_timeout(RUN_TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(url)
-    wait_idle(page)
+    # Settled, not merely idle: the lesson's first showing of a step applies its state in a second run, and on a slow
+    # box the pause between the two runs can outlast the idle wait.
+    wait_settled(page, NEW_DOCUMENT)
     close_dialogs(page)
     return page, errors
 
