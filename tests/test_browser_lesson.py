@@ -151,8 +151,9 @@ def test_walk_the_lesson_in_presenter_view(server, chromium):
     page, errors = _open(chromium, url + "/lesson?present=1")
     try:
         # Presenter view: the sidebar collapsed, Streamlit's toolbar and Deploy button hidden.
-        assert page.locator("[data-testid='stSidebar'][data-collapsed='true']").count() == 1
-        assert not page.locator("[data-testid='stToolbar']").is_visible()
+        # Awaited, not read at once: the frontend collapses the sidebar and applies the stylesheet on its own clock.
+        page.locator("[data-testid='stSidebar'][data-collapsed='true']").wait_for(state="attached", timeout=30_000)
+        page.locator("[data-testid='stToolbar']").wait_for(state="hidden", timeout=30_000)
         assert page.locator("[data-testid='stAppDeployButton']:visible").count() == 0
         for number, step in enumerate(STEPS, start=1):
             _assert_step(page, errors, number, step.title)
