@@ -55,7 +55,8 @@ def run_framed(page) -> None:
 
 
 def _run_framed(page) -> None:
-    if frame() is None:
+    framed = frame()
+    if framed is None:
         return
     st.session_state[FRAME_FLAG] = True
     st.session_state[ENTRYPOINT_PAGE] = page.title
@@ -64,7 +65,7 @@ def _run_framed(page) -> None:
     finally:
         st.session_state[FRAME_FLAG] = False
     if warm.ENABLED:
-        warm.start_once(load_catalog())  # after the first page is drawn: its run goes first
+        warm.start_once(framed[0])  # after the first page is drawn: its run goes first
 
 
 def page_frame() -> tuple[Catalog, ViewState]:

@@ -26,28 +26,17 @@ from .threads import start_worker_thread
 WARM_ENV = "IWAE_WARM_DEFAULTS"  # "0": no warm-up (the tests, which call ``warm_defaults`` themselves)
 ENABLED = os.environ.get(WARM_ENV, "1") != "0"
 _started = threading.Lock()
-_done = threading.Event()
 
 
-def start_once(cat: Catalog) -> bool:
-    """Start the warm-up thread unless this process already did. Returns whether this call started it."""
-    if not _started.acquire(blocking=False):
-        return False
-    threading.Thread(target=_run, args=(cat,), name="iwae-warm-defaults", daemon=True).start()
-    return True
-
-
-def wait(timeout: float | None = None) -> bool:
-    """Block until the warm-up has finished (for tests and benchmarks)."""
-    return _done.wait(timeout)
+def start_once(cat: Catalog) -> None:
+    """Start the warm-up thread unless this process already did."""
+    if _started.acquire(blocking=False):
+        threading.Thread(target=_run, args=(cat,), name="iwae-warm-defaults", daemon=True).start()
 
 
 def _run(cat: Catalog) -> None:
-    try:
-        start_worker_thread()
-        warm_defaults(cat)
-    finally:
-        _done.set()
+    start_worker_thread()
+    warm_defaults(cat)
 
 
 def warm_defaults(cat: Catalog) -> None:
