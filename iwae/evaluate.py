@@ -181,7 +181,8 @@ def protocol(n: int, k: int, seed: int) -> str:
         f"quadrature: global grid [-{quad.HALF_WIDTH:g}, {quad.HALF_WIDTH:g}]^2 spacing {quad.COARSE_SPACING}, grown "
         f"per image up to [-{quad.MAX_HALF_WIDTH:g}, {quad.MAX_HALF_WIDTH:g}]^2 until the mass outside changes "
         f"log p(x) by < {quad.OUTSIDE_NATS_TARGET:g} nats, adaptive refinement up to {quad.MAX_SUBDIVISION}x; "
-        f"error estimate |midpoint - trapezoid| + outside bound"
+        f"error estimate |sum (midpoint - trapezoid)| + {quad.CANCELLATION_ALLOWANCE:g} sum |midpoint - trapezoid| "
+        f"+ outside bound"
     )
 
 
