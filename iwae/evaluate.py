@@ -57,6 +57,33 @@ def per_image_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + ".per-image.npz")
 
 
+PER_IMAGE_DIGEST = "weights_sha256"  # the per-image file's record of the weights its numbers belong to
+
+
+def save_per_image(checkpoint: Path, arrays: dict[str, np.ndarray], digest: str) -> None:
+    """``<name>.per-image.npz`` beside the checkpoint, atomically: the per-image arrays (images in test-set order)
+    and the sha256 of the weights they were computed from (``weights_digest``)."""
+    path = per_image_path(checkpoint)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays, **{PER_IMAGE_DIGEST: np.array(digest)})
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_per_image(checkpoint: Path, digest: str) -> dict[str, np.ndarray] | None:
+    """The per-image arrays of the checkpoint's evaluation when they were computed from the weights with this
+    sha256; None when the file is absent, unreadable, records no weights or other weights."""
+    try:
+        with np.load(per_image_path(Path(checkpoint)), allow_pickle=False) as f:
+            if PER_IMAGE_DIGEST not in f.files or str(f[PER_IMAGE_DIGEST]) != digest:
+                return None
+            return {name: f[name] for name in f.files if name != PER_IMAGE_DIGEST}
+    except (OSError, ValueError):
+        return None
+
+
 def active_units(model: VAE, x: torch.Tensor) -> tuple[int, list[float]]:
     mu, _ = latent_means(model, x)
     variances = mu.var(0).tolist()
@@ -256,7 +283,7 @@ def main(argv=None) -> int:
         per_image = {} if args.per_image else None
         metrics = evaluate(ckpt.model, x, args.k, args.seed, args.quiet, per_image, state_path(path), reuse)
         if per_image:
-            np.savez_compressed(per_image_path(path), **per_image)
+            save_per_image(path, per_image, weights_digest(ckpt.model))
         rows.append((ckpt.name, metrics))
         if args.write:
             update_metadata(path, {"metrics": metrics})

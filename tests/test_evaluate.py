@@ -9,6 +9,7 @@ import torch
 
 from iwae import evaluate as ev
 from iwae import quadrature as quad
+from iwae.checkpoints import weights_digest
 from iwae.model import VAE, ModelConfig
 
 N_IMAGES, K = 6, 100
@@ -89,3 +90,16 @@ def test_quadrature_only_keeps_the_sampled_numbers(model_and_images, uninterrupt
     assert metrics["seconds"]["is"] == 12.5
     # quadrature is the truth that IS estimates sit below: the real run's IS values obey it
     assert (uninterrupted[1]["is"] <= uninterrupted[1]["log_px_quadrature"] + 0.5).all()
+
+
+def test_per_image_numbers_are_read_only_for_the_weights_they_belong_to(model_and_images, uninterrupted, tmp_path):
+    model, _ = model_and_images
+    checkpoint = tmp_path / "m.safetensors"
+    ev.save_per_image(checkpoint, uninterrupted[1], weights_digest(model))
+    read = ev.load_per_image(checkpoint, weights_digest(model))
+    np.testing.assert_array_equal(read["log_px_quadrature"], uninterrupted[1]["log_px_quadrature"])
+    other = VAE(ModelConfig(input_dim=784, hidden_dim=16)).eval()
+    assert ev.load_per_image(checkpoint, weights_digest(other)) is None
+    np.savez(ev.per_image_path(checkpoint), **uninterrupted[1])  # a file that records no weights
+    assert ev.load_per_image(checkpoint, weights_digest(model)) is None
+    assert ev.load_per_image(tmp_path / "absent.safetensors", weights_digest(model)) is None
