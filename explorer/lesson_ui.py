@@ -161,10 +161,10 @@ def figures_of(cat: Catalog, state: ViewState, number: int) -> None:
                             f"{views.N_RESAMPLE}")
             elif step.view == "bounds":
                 curve = views.image_curve(model, key, ref, seed)
-                view = views.posterior_view(model, key, ref)
-                _chart(figures.bound_curve_figure(curve.ks, curve.mean, curve.spread, view["log_px"], height=360),
+                log_px, _ = views.image_log_px(model, key, ref)
+                _chart(figures.bound_curve_figure(curve.ks, curve.mean, curve.spread, log_px, height=360),
                        f"lesson_bounds_{side}", 360)
-                st.markdown(f"**log p(x) = {view['log_px']:.2f}**; ELBO {curve.mean[0]:.2f}; "
+                st.markdown(f"**log p(x) = {log_px:.2f}**; ELBO {curve.mean[0]:.2f}; "
                             f"L_K at K = {k}: {curve.mean[curve.ks.index(k)]:.2f}")
             elif step.view == "estimator":
                 d = estimator.panel(ckpt, state, side, draw, height=330)
@@ -195,6 +195,6 @@ def warm_step(cat: Catalog, number: int, seed: int) -> None:
             views.resample(model, key, ref, seed, step.k, 0)
         elif step.view == "bounds":
             views.image_curve(model, key, ref, seed)
-            views.posterior_view(model, key, ref)
+            views.image_log_px(model, key, ref)
         elif step.view == "estimator":
             estimator.estimator_draw(model, key, ref, seed, step.k, 0)

@@ -14,7 +14,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from iwae import catalog, curves, figures, image_ref, latent, posterior, precomputed, quadrature, sir, toy
+from iwae import catalog, curves, evaluate, figures, image_ref, latent, posterior, precomputed, quadrature, sir, toy
+from iwae.checkpoints import weights_digest
 from iwae.image_ref import ImageRef
 from iwae.rng import generator
 
@@ -87,6 +88,30 @@ def knn_accuracy(_model, key: str) -> float:
 def global_grid(_model, key: str) -> quadrature.GlobalGrid:
     """~80 MB per model: shared by every image and session."""
     return quadrature.global_grid(_model)
+
+
+def evaluated(_model, key: str) -> dict[str, np.ndarray] | None:
+    """The per-image numbers of the model's evaluation (``python -m iwae.evaluate --per-image``) when they were
+    computed from these weights, else None; read again when the file changes."""
+    path = checkpoint_path(key)
+    return _evaluated(_model, key, catalog.file_stamp(evaluate.per_image_path(path)))
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _evaluated(_model, key: str, stamp: int) -> dict[str, np.ndarray] | None:
+    return evaluate.load_per_image(checkpoint_path(key), weights_digest(_model))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def image_log_px(_model, key: str, ref: ImageRef) -> tuple[float, float]:
+    """Quadrature log p(x) of one image and its error estimate: the evaluation's numbers for a test image it covered
+    (the same ``quadrature.refine``, so the results table's numbers), else computed here."""
+    numbers = evaluated(_model, key)
+    if numbers is not None and not image_ref.is_own_digit(ref) and ref < len(numbers["log_px_quadrature"]):
+        return float(numbers["log_px_quadrature"][ref]), float(numbers["quadrature_error"][ref])
+    grid, x = global_grid(_model, key), image_x(ref)
+    q = quadrature.refine(_model, grid, x, quadrature.coarse_log_joint(grid, x[None])[0])
+    return q.log_px, q.error_estimate
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

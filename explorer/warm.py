@@ -51,6 +51,7 @@ def warm_defaults(cat: Catalog) -> None:
         views.qiw_view(model, key, ref, seed, k)
         views.sir_overlay(model, key, ref, seed, k)
         views.image_curve(model, key, ref, seed)
+        views.image_log_px(model, key, ref)
         views.subset_curve(model, key, views.DEFAULT_SUBSET)
         views.resample(model, key, ref, seed, k, 0)
     toy_k = views.toy_k_for(k)

@@ -37,7 +37,7 @@ subset = st.selectbox("Test images in the average (the first n of the test set)"
 
 def compute(ckpt) -> tuple:
     model, key = ckpt.model, data.model_key(ckpt)
-    return views.image_curve(model, key, ref, seed), views.posterior_view(model, key, ref)
+    return views.image_curve(model, key, ref, seed), views.image_log_px(model, key, ref)
 
 
 columns = widgets.columns(cat, state)
@@ -46,16 +46,16 @@ with st.spinner(f"L_K for {title} and quadrature log p(x), both models…"):
 for side, col, name, ckpt in columns:
     key = data.model_key(ckpt)
     model = ckpt.model
-    curve, view = computed[name]
+    curve, (log_px, log_px_error) = computed[name]
     with col:
         st.plotly_chart(
-            figures.bound_curve_figure(curve.ks, curve.mean, curve.spread, view["log_px"],
+            figures.bound_curve_figure(curve.ks, curve.mean, curve.spread, log_px,
                                        title=title[0].upper() + title[1:]),
             key=f"curve_image_{side}", config=widgets.PLOTLY_CONFIG,
         )
         st.caption(widgets.protocol_line(
             1, f"{title}; {curve.n_samples:,} draws from q (seed {seed}) split into disjoint blocks of K; "
-            f"dashed: quadrature log p(x) = {view['log_px']:.2f} (error {view['log_px_error']:.1e})"))
+            f"dashed: quadrature log p(x) = {log_px:.2f} (error {log_px_error:.1e})"))
         with st.spinner(f"L_K and quadrature for the first {subset} test images ({name}); computed once…"):
             sub = views.subset_curve(model, key, subset)
         c = sub["curve"]

@@ -705,3 +705,29 @@ def test_the_warm_up_leaves_no_default_view_to_compute(app, model_dir, monkeypat
     st.cache_data.clear()
     warm.warm_defaults(explorer_data.load_catalog(model_dir))
     assert first_views() == []
+
+
+def test_bounds_page_takes_log_px_from_the_evaluation_of_these_weights(model_dir, tmp_path, monkeypatch):
+    """A test image's quadrature log p(x) on the Bounds page comes from the model's per-image evaluation file when
+    the file records these weights (the evaluation's own number, no quadrature of the page's); a file recording other
+    weights is ignored and the number computed."""
+    from explorer import views
+    from iwae import evaluate
+    from iwae.checkpoints import load_checkpoint, weights_digest
+
+    def bounds_captions(folder: Path, digest_of) -> str:
+        for name in ("vae-k1", "iwae-k50"):
+            shutil.copy(model_dir / f"{name}.safetensors", folder)
+            ckpt = load_checkpoint(folder / f"{name}.safetensors")
+            numbers = {"log_px_quadrature": np.full(5, -123.456), "quadrature_error": np.full(5, 4.2e-4)}
+            evaluate.save_per_image(ckpt.path, numbers, digest_of(ckpt.model))
+        monkeypatch.setenv(catalog.CHECKPOINT_DIR_ENV, str(folder))
+        at = AppTest.from_file(str(APP), default_timeout=180).run()
+        at.session_state["bounds_subset"] = min(views.SUBSET_CHOICES)  # the page's cheapest average
+        return " ".join(c.value for c in _open(at, "pages/bounds.py").caption)
+
+    (tmp_path / "same").mkdir()
+    assert bounds_captions(tmp_path / "same", weights_digest).count("log p(x) = -123.46 (error 4.2e-04)") == 2
+    (tmp_path / "other").mkdir()
+    captions = bounds_captions(tmp_path / "other", lambda model: "0" * 64)
+    assert "-123.46" not in captions and captions.count("dashed: quadrature log p(x) = ") == 2
