@@ -148,7 +148,8 @@ def marker_shapes(chosen_point=None, chosen_name: str = "chosen image", ring_col
     if own_point is not None:
         angles = np.pi / 2 + np.arange(10) * np.pi / 5
         radii = np.where(np.arange(10) % 2 == 0, STAR_PX, STAR_PX * 0.45)
-        path = "M " + " L ".join(f"{r * math.cos(a):.2f} {r * math.sin(a):.2f}" for r, a in zip(radii, angles)) + " Z"
+        corners = zip(radii, angles, strict=True)
+        path = "M " + " L ".join(f"{r * math.cos(a):.2f} {r * math.sin(a):.2f}" for r, a in corners) + " Z"
         shapes.append(anchored(own_point, type="path", path=path, fillcolor="gold", line=dict(width=2, color="black"),
                                name="your digit"))
     if z_point is not None:
