@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -100,7 +99,7 @@ def latent_scatter(
 ) -> go.Figure:
     """The test set's latent means coloured by digit: one Scattergl trace per digit (customdata = test
     index), then the chosen image (ring), the user's own digit's mean (star) and an optional decoded
-    point z (cross) on top, as shapes (``marker_shapes``)."""
+    point z (cross) on top."""
     mu, labels = _as_np(mu), _as_np(labels).astype(int)
     fig = go.Figure()
     for d in range(10):
@@ -112,9 +111,30 @@ def latent_scatter(
                 hovertemplate=f"digit {d} · image #%{{customdata}}<br>z = (%{{x:.2f}}, %{{y:.2f}})<extra></extra>",
             )
         )
-    chosen_point = mu[chosen] if chosen is not None and 0 <= chosen < len(mu) else None
-    for shape in marker_shapes(chosen_point, f"image #{chosen}", own_point=own_point, z_point=z_point):
-        fig.add_shape(shape)
+    if chosen is not None and 0 <= chosen < len(mu):
+        fig.add_trace(
+            go.Scattergl(
+                x=[mu[chosen, 0]], y=[mu[chosen, 1]], mode="markers", name=f"image #{chosen}",
+                marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(width=3, color="black")),
+                hovertemplate=f"chosen image #{chosen} (digit {labels[chosen]})<extra></extra>",
+            )
+        )
+    if own_point is not None:
+        fig.add_trace(
+            go.Scattergl(
+                x=[float(own_point[0])], y=[float(own_point[1])], mode="markers", name="your digit",
+                marker=dict(size=20, symbol="star", color="gold", line=dict(width=2, color="black")),
+                hovertemplate="your own digit: μ(x) = (%{x:.2f}, %{y:.2f})<extra></extra>",
+            )
+        )
+    if z_point is not None:
+        fig.add_trace(
+            go.Scattergl(
+                x=[float(z_point[0])], y=[float(z_point[1])], mode="markers", name="decoded z",
+                marker=dict(size=14, symbol="x", color="black"),
+                hovertemplate="decoded z = (%{x:.2f}, %{y:.2f})<extra></extra>",
+            )
+        )
     x_range, y_range = window or latent_window(mu)
     _square_axes(fig, x_range, y_range)
     fig.update_layout(
@@ -122,53 +142,8 @@ def latent_scatter(
         legend=dict(title="digit", itemsizing="constant", orientation="h", x=0, y=-0.14, yanchor="top"),
         clickmode="event+select",
         plot_bgcolor="white",
-        datarevision=data_revision(fig),
     )
     return fig
-
-
-RING_PX, STAR_PX, CROSS_PX = 9, 11, 7  # radii of the marker shapes in screen pixels
-
-
-def marker_shapes(chosen_point=None, chosen_name: str = "chosen image", ring_colour: str = "black",
-                  own_point=None, z_point=None) -> list[dict]:
-    """The chosen image's ring, the user's digit's star and the decoded z's cross over a latent scatter, as layout
-    shapes of a fixed size in pixels anchored at their latent points. Shapes, not traces: when only they move (another
-    image, another z), Plotly.react redraws the shapes alone, not the 10,000 WebGL points beneath (``data_revision``),
-    which without a GPU took most of a second per scatter."""
-    shapes = []
-
-    def anchored(point, **kw) -> dict:
-        return dict(xref="x", yref="y", xsizemode="pixel", ysizemode="pixel", xanchor=float(point[0]),
-                    yanchor=float(point[1]), layer="above", **kw)
-
-    if chosen_point is not None:
-        shapes.append(anchored(chosen_point, type="circle", x0=-RING_PX, x1=RING_PX, y0=-RING_PX, y1=RING_PX,
-                               line=dict(width=3, color=ring_colour), name=chosen_name))
-    if own_point is not None:
-        angles = np.pi / 2 + np.arange(10) * np.pi / 5
-        radii = np.where(np.arange(10) % 2 == 0, STAR_PX, STAR_PX * 0.45)
-        corners = zip(radii, angles, strict=True)
-        path = "M " + " L ".join(f"{r * math.cos(a):.2f} {r * math.sin(a):.2f}" for r, a in corners) + " Z"
-        shapes.append(anchored(own_point, type="path", path=path, fillcolor="gold", line=dict(width=2, color="black"),
-                               name="your digit"))
-    if z_point is not None:
-        c = CROSS_PX
-        shapes.append(anchored(z_point, type="path", path=f"M {-c} {-c} L {c} {c} M {-c} {c} L {c} {-c}",
-                               line=dict(width=3, color="black"), name="decoded z"))
-    return shapes
-
-
-def data_revision(fig: go.Figure) -> str:
-    """A digest of every trace's coordinates, for ``layout.datarevision``: Plotly.react then treats the arrays as
-    unchanged while it is, although Streamlit hands it new arrays on every run."""
-    digest = hashlib.sha1()
-    for trace in fig.data:
-        for name in ("x", "y", "customdata"):
-            values = getattr(trace, name, None)
-            if values is not None:
-                digest.update(np.ascontiguousarray(values).tobytes())
-    return digest.hexdigest()[:16]
 
 
 def selection_to_index(fig: go.Figure, selection: Mapping | None) -> int | None:
@@ -261,13 +236,15 @@ def manifold_figure(
                 )
             )
         if chosen is not None and 0 <= chosen < len(mu):
-            for shape in marker_shapes(mu[chosen], f"image #{chosen}", ring_colour="red"):
-                fig.add_shape(shape)
+            fig.add_trace(
+                go.Scattergl(x=[mu[chosen, 0]], y=[mu[chosen, 1]], mode="markers", name=f"image #{chosen}",
+                             marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(width=3, color="red")))
+            )
     _square_axes(fig, (x0, x1), (y0, y1), showgrid=False)
     fig.update_layout(title=title, height=height, margin=dict(l=50, r=10, t=40 if title else 10, b=40), font=FONT,
                       plot_bgcolor="white",
                       legend=dict(title="digit", itemsizing="constant", orientation="h", x=0, y=-0.14, yanchor="top"),
-                      showlegend=mu is not None, datarevision=data_revision(fig))
+                      showlegend=mu is not None)
     return fig
 
 

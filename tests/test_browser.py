@@ -400,7 +400,7 @@ def test_scatter_click_chooses_image(browser):
     assert_no_exception(browser)
     # the chosen image's ring moved to the clicked point
     ring = page.evaluate("""() => { const gd = document.querySelectorAll('.js-plotly-plot')[0];
-        return gd._fullLayout.shapes.filter(s => String(s.name).startsWith('image #')).map(s => s.name); }""")
+        return gd._fullData.filter(t => String(t.name).startsWith('image #')).map(t => t.name); }""")
     assert ring == [f"image #{target['index']}"], ring
 
 
