@@ -1,14 +1,15 @@
 """Compute the explorer's views that are pure functions of the shipped models, once, and ship them beside the
 checkpoints (iwae/precomputed.py says what and why):
 
-    python scripts/precompute_views.py [NAME ...] [--checkpoints checkpoints] [--no-toy] [--threads 1]
+    python scripts/precompute_views.py [NAME ...] [--checkpoints checkpoints] [--no-toy] [--threads 1] [--force]
 
 - ``<name>.views.npz`` for each named checkpoint (default: every checkpoint in the folder): the latent means of the
   10,000 test images, their 5-NN accuracy, and L_K against K over the first 10 / 20 / 50 / 100 test images with
   their mean quadrature log p(x); about 1 minute per model on one core;
 - ``toy-fits.npz``: the toy page's fits at the default seed, every target and K; about 1 minute.
-A file already made from the same weights is skipped. Rerun after retraining a model: the explorer ignores a file
-made from other weights and computes the views live (slowly) instead.
+A file already made from the same weights is skipped (``--force`` recomputes it: after a change to the quadrature or
+the curves). Rerun after retraining a model: the explorer ignores a file made from other weights and computes the
+views live (slowly) instead.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def model_views(path: Path, images: torch.Tensor, labels) -> None:
+def model_views(path: Path, images: torch.Tensor, labels, force: bool = False) -> None:
     model = load_checkpoint(path).model
     out = precomputed.views_path(path)
-    if precomputed.load_model_views(out, model, K_CHOICES) is not None:
+    if not force and precomputed.load_model_views(out, model, K_CHOICES) is not None:
         log(f"{out.name}: up to date")
         return
     started = time.time()
@@ -63,6 +64,9 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoints", type=Path, default=ROOT / "checkpoints", help="the checkpoint folder")
     p.add_argument("--no-toy", action="store_true", help="leave out the toy fits")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--force", action="store_true",
+                   help="recompute the models' views even where the file matches the weights (after a change to the "
+                        "quadrature or the curves, which the file does not record)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     flush_denormals()
@@ -73,7 +77,7 @@ def main(argv=None) -> int:
     images, labels = testset.load()
     labels = labels.numpy()
     for name in args.names or list(found):
-        model_views(found[name], images, labels)
+        model_views(found[name], images, labels, args.force)
     if not args.no_toy:
         toy_fits(args.checkpoints)
     return 0
