@@ -152,7 +152,8 @@ def test_walk_the_lesson_in_presenter_view(server, chromium):
     try:
         # Presenter view: the sidebar collapsed, Streamlit's toolbar and Deploy button hidden.
         # Awaited, not read at once: the frontend collapses the sidebar and applies the stylesheet on its own clock.
-        page.locator("[data-testid='stSidebar'][data-collapsed='true']").wait_for(state="attached", timeout=30_000)
+        collapsed = page.locator("[data-testid='stSidebar'][data-collapsed='true']")
+        collapsed.wait_for(state="attached", timeout=RUN_TIMEOUT_MS)
         page.locator("[data-testid='stToolbar']").wait_for(state="hidden", timeout=30_000)
         assert page.locator("[data-testid='stAppDeployButton']:visible").count() == 0
         for number, step in enumerate(STEPS, start=1):
