@@ -109,8 +109,7 @@ def image_log_px(_model, key: str, ref: ImageRef) -> tuple[float, float]:
     numbers = evaluated(_model, key)
     if numbers is not None and not image_ref.is_own_digit(ref) and ref < len(numbers["log_px_quadrature"]):
         return float(numbers["log_px_quadrature"][ref]), float(numbers["quadrature_error"][ref])
-    grid, x = global_grid(_model, key), image_x(ref)
-    q = quadrature.refine(_model, grid, x, quadrature.coarse_log_joint(grid, x[None])[0])
+    q = quadrature.refine_image(_model, global_grid(_model, key), image_x(ref))
     return q.log_px, q.error_estimate
 
 

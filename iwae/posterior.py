@@ -97,7 +97,7 @@ def choose_window(mu: torch.Tensor, sigma: torch.Tensor, q: quad.Quadrature) -> 
 @torch.no_grad()
 def image_grid(model: VAE, grid: quad.GlobalGrid, x: torch.Tensor, resolution: int = RESOLUTION) -> ImageGrid:
     """The display grid for one binarized image x (D,): window, log q, log p(x, z), log p(x)."""
-    q = quad.refine(model, grid, x, quad.coarse_log_joint(grid, x[None])[0])
+    q = quad.refine_image(model, grid, x)
     mu, logvar = model.encode(x[None])
     mu, logvar = mu[0], logvar[0]
     sigma = torch.exp(0.5 * logvar)

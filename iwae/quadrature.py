@@ -332,6 +332,11 @@ def refine(model: VAE, grid: GlobalGrid, x: torch.Tensor, j_coarse: torch.Tensor
     )
 
 
+def refine_image(model: VAE, grid: GlobalGrid, x: torch.Tensor, oversample: int = 1) -> Quadrature:
+    """``refine`` for one image x (D,), its log joint on the global grid computed here."""
+    return refine(model, grid, x, coarse_log_joint(grid, x[None])[0], oversample)
+
+
 def _largest_shares(share: torch.Tensor, coverage: float) -> torch.Tensor:
     """The fewest cells whose shares add up to ``coverage`` of the total, largest first.  -> (C,) bool"""
     order = torch.argsort(share, descending=True)

@@ -87,7 +87,7 @@ def main() -> int:
         grid, fine = quad.global_grid(model), quad.global_grid(model, spacing=FINER_SPACING)
         started = time.time()
         for i in state["images"][len(state["rows"]):]:
-            q = quad.refine(model, grid, x[i], quad.coarse_log_joint(grid, x[i][None])[0])
+            q = quad.refine_image(model, grid, x[i])
             j_fine = quad.coarse_log_joint(fine, x[i][None])[0]
             ref = quad.refine(model, fine, x[i], j_fine)
             row = {"image": i, "recorded_estimate": float(recorded[i]), "log_px": q.log_px,

@@ -51,8 +51,8 @@ def main() -> int:
         grid, fine = quad.global_grid(model), quad.global_grid(model, spacing=FINER_SPACING)
         for r in under:
             i, started = r["image"], time.time()
-            q = quad.refine(model, grid, x[i], quad.coarse_log_joint(grid, x[i][None])[0])
-            d = quad.refine(model, fine, x[i], quad.coarse_log_joint(fine, x[i][None])[0], oversample=DEEPER_OVERSAMPLE)
+            q = quad.refine_image(model, grid, x[i])
+            d = quad.refine_image(model, fine, x[i], oversample=DEEPER_OVERSAMPLE)
             row = {"model": name, "image": i, "log_px": q.log_px, "estimate": q.error_estimate,
                    "finer": r["reference"], "finer_estimate": r["reference_estimate"], "deeper": d.log_px,
                    "deeper_estimate": d.error_estimate, "error_vs_finer": abs(q.log_px - r["reference"]),
