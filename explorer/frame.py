@@ -64,6 +64,7 @@ def _run_framed(page) -> None:
         page.run()
     finally:
         st.session_state[FRAME_FLAG] = False
+    presenter.run_completed()  # not reached when the page stops for a rerun
     if warm.ENABLED:
         warm.start_once(framed[0])  # after the first page is drawn: its run goes first
 

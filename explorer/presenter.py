@@ -13,6 +13,7 @@ import streamlit as st
 
 KEY = "present"  # session state and URL parameter
 QUERY_ON = "1"
+_FROM_URL = "_present_from_url"  # session state: opened with ?present=1, the sidebar's collapse not yet delivered
 FIGURE_FONT = 18  # px, the figures the lesson builds in presenter view
 ROOT_FONT = 21  # px, the root font size in presenter view (Streamlit's default is 16)
 
@@ -42,7 +43,7 @@ def init() -> None:
     if KEY not in ss:
         raw = str(st.query_params.get(KEY, "")).strip().lower()
         ss[KEY] = raw in ("1", "true", "yes", "on")
-        ss["_present_from_url"] = ss[KEY]
+        ss[_FROM_URL] = ss[KEY]
 
 
 def active() -> bool:
@@ -63,12 +64,19 @@ def query() -> dict[str, str]:
 
 def apply() -> None:
     """Once per run, after the sidebar: the presenter stylesheet, and the sidebar collapsed when the session was
-    opened with ?present=1 (the page config is sent with the first run, so a toggle later leaves the sidebar open)."""
+    opened with ?present=1 (sent until a run completes, so a toggle later leaves the sidebar open)."""
     if not active():
         return
-    if st.session_state.pop("_present_from_url", False):
+    if st.session_state.get(_FROM_URL, False):
+        # Streamlit drops a run's unsent page config when the run is interrupted by a rerun (the lesson's first run
+        # reruns at once), so the collapse is sent again by every run until one completes: see run_completed.
         st.set_page_config(initial_sidebar_state="collapsed")
     st.html(_CSS)
+
+
+def run_completed() -> None:
+    """Called after a page has run to its end: the sidebar's collapse has reached the browser."""
+    st.session_state.pop(_FROM_URL, None)
 
 
 def style(fig: go.Figure, height: int | None = None) -> go.Figure:
