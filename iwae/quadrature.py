@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import log_ndtr
 
-from .model import VAE, standard_normal_log_density
+from .model import INFERENCE_ROWS, VAE, standard_normal_log_density
 
 HALF_WIDTH = 6.0  # R0: the shared global grid covers [-R0, R0]^2
 COARSE_SPACING = 0.075  # h0, on the global grid and wherever the region grows
@@ -137,7 +137,7 @@ def coarse_log_joint(grid: GlobalGrid, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def log_joint_at(model: VAE, x: torch.Tensor, z: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
+def log_joint_at(model: VAE, x: torch.Tensor, z: torch.Tensor, chunk: int = INFERENCE_ROWS) -> torch.Tensor:
     """log p(x, z) for one image x (D,) at points z (P, 2).  -> (P,)"""
     out = []
     for c in z.split(chunk):

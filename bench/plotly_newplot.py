@@ -1,0 +1,90 @@
+"""What one chart costs the browser when Streamlit re-creates it: ``Plotly.newPlot`` of the app's own figures in
+headless Chromium, outside Streamlit.
+
+    python bench/plotly_newplot.py [--repeats 5]
+
+Streamlit 1.67 re-creates a chart whose figure changed: a new element, a new ``Plotly.newPlot`` (docs/benchmarks.md,
+"Morning of 2026-12-03"). This times that call alone, from the figure's JSON to the second animation frame after it,
+for the latent scatter of 10,000 test means (``iwae.figures.latent_scatter``, WebGL), the same with every other
+point, with 10 SVG traces instead of WebGL, and a one-point SVG chart with the same layout (the fixed cost). The points
+are random: the cost does not depend on where they lie. Prints the median and range per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import plotly  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+
+from bench.harness import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from iwae import figures  # noqa: E402
+
+N_POINTS = 10_000
+
+NEW_PLOT = """async spec => {
+    const f = JSON.parse(spec), el = document.getElementById('chart');
+    Plotly.purge(el);
+    const t0 = performance.now();
+    await Plotly.newPlot(el, f.data, f.layout);
+    await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+    return performance.now() - t0;
+}"""
+
+
+def specs() -> dict[str, str]:
+    rng = np.random.default_rng(0)
+    mu = rng.normal(size=(N_POINTS, 2)).astype(np.float32)
+    labels = rng.integers(0, 10, N_POINTS)
+    webgl = figures.latent_scatter(mu, labels, chosen=5, z_point=(0.0, 0.0))
+    half = go.Figure(webgl)
+    for trace in half.data[:10]:
+        trace.update(x=trace.x[::2], y=trace.y[::2])
+    svg = go.Figure(layout=webgl.layout)
+    for trace in webgl.data:
+        svg.add_trace(trace.to_plotly_json() | {"type": "scatter"})
+    tiny = go.Figure(go.Scatter(x=[0], y=[0]), layout=webgl.layout)
+    return {f"latent scatter, {N_POINTS:,} points (WebGL)": webgl.to_json(),
+            f"latent scatter, {N_POINTS // 2:,} points (WebGL)": half.to_json(),
+            f"latent scatter, {N_POINTS:,} points (SVG)": svg.to_json(),
+            "one point, same layout (SVG)": tiny.to_json()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    script = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text()
+    all_specs = specs()
+    timings: dict[str, list[float]] = {name: [] for name in all_specs}
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        page_file = Path(tmp) / "chart.html"
+        page_file.write_text(f"<html><body><div id=chart></div><script>{script}</script></body></html>")
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 800, "height": 700})
+        page.goto(page_file.as_uri())
+        page.evaluate(NEW_PLOT, all_specs["one point, same layout (SVG)"])  # warm-up, not counted
+        for _ in range(args.repeats):  # interleaved, so a change of machine load hits every figure alike
+            for name, spec in all_specs.items():
+                timings[name].append(page.evaluate(NEW_PLOT, spec))
+        browser.close()
+    print(f"Plotly.newPlot in headless Chromium, the plotly.js bundled with plotly {plotly.__version__}, "
+          f"{args.repeats} interleaved rounds: ms to the second frame after the call")
+    for name, ms in timings.items():
+        print(f"  {name:42s} median {statistics.median(ms):6.0f}   range {min(ms):5.0f}-{max(ms):5.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
