@@ -104,10 +104,13 @@ def log_likelihood_from_logits(x: torch.Tensor, logits: torch.Tensor, softplus_s
 
 
 @torch.no_grad()
-def decoder_table(model: VAE, z: torch.Tensor, chunk: int = 16384) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoder logits and their softplus sums at points z (G, 2)."""
-    logits = torch.cat([model.decode_logits(c) for c in z.split(chunk)])
-    return logits, F.softplus(logits).sum(-1)
+def decoder_table(model: VAE, z: torch.Tensor, chunk: int = INFERENCE_ROWS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder logits and their softplus sums at points z (G, 2); each block's sums taken while it is in cache."""
+    logits, sums = [], []
+    for c in z.split(chunk):
+        logits.append(model.decode_logits(c))
+        sums.append(F.softplus(logits[-1]).sum(-1))
+    return torch.cat(logits), torch.cat(sums)
 
 
 def probe_points() -> tuple[torch.Tensor, torch.Tensor]:
