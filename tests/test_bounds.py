@@ -329,7 +329,7 @@ def test_log_joint_in_blocks_without_gradients_equals_the_whole_at_once(batch, k
     x = _binary(batch, seed=4, dtype=torch.float32)
     z = torch.randn(batch, k, 2, generator=_gen(5)) * 2
     assert batch * k > INFERENCE_ROWS
-    whole = model._log_joint(x, z).detach()
+    whole = model.log_joint(x, z).detach()  # with gradients: all points at once
     with torch.no_grad():
         blocked = model.log_joint(x, z)
     assert blocked.shape == (batch, k)
