@@ -14,10 +14,6 @@ import torch.nn.functional as F
 from torch import nn
 
 LOG_2PI = math.log(2 * math.pi)
-# Latent points decoded at once outside training: a (256, 784) float32 logit block (0.8 MB) stays in a core's cache
-# between the output layer and the softplus that reads it; 80,000 points took 0.64-0.70 s in blocks of 256-512 rows
-# against 0.93-0.99 s in blocks of 16,384, with bit-identical results (docs/benchmarks.md, "Morning of 2026-12-03").
-INFERENCE_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -98,13 +94,7 @@ class VAE(nn.Module):
         Equal to ``bernoulli_log_likelihood(x, self.decode_logits(z)) + log p(z)``, with the x . logits term
         computed from the last hidden layer: x . (W h + b) = (W^T x) . h + x . b, a product over the 200 hidden
         units instead of the 784 pixels, whose backward pass needs no (B, K, D) outer product (a training step
-        7% faster). Without gradients, decoded in blocks of about INFERENCE_ROWS points."""
-        per_block = max(1, INFERENCE_ROWS // z.shape[0])  # samples per image in one block
-        if not torch.is_grad_enabled() and z.shape[1] > per_block:
-            return torch.cat([self._log_joint(x, block) for block in z.split(per_block, dim=1)], dim=1)
-        return self._log_joint(x, z)
-
-    def _log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        7% faster)."""
         out = self.decoder[-1]
         hidden = self.decoder[:-1](z)  # (B, K, H)
         logits = out(hidden)  # (B, K, D)

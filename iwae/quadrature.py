@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import log_ndtr
 
-from .model import INFERENCE_ROWS, VAE, standard_normal_log_density
+from .model import VAE, standard_normal_log_density
 
 HALF_WIDTH = 6.0  # R0: the shared global grid covers [-R0, R0]^2
 COARSE_SPACING = 0.075  # h0, on the global grid and wherever the region grows
@@ -104,13 +104,10 @@ def log_likelihood_from_logits(x: torch.Tensor, logits: torch.Tensor, softplus_s
 
 
 @torch.no_grad()
-def decoder_table(model: VAE, z: torch.Tensor, chunk: int = INFERENCE_ROWS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoder logits and their softplus sums at points z (G, 2); each block's sums taken while it is in cache."""
-    logits, sums = [], []
-    for c in z.split(chunk):
-        logits.append(model.decode_logits(c))
-        sums.append(F.softplus(logits[-1]).sum(-1))
-    return torch.cat(logits), torch.cat(sums)
+def decoder_table(model: VAE, z: torch.Tensor, chunk: int = 16384) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder logits and their softplus sums at points z (G, 2)."""
+    logits = torch.cat([model.decode_logits(c) for c in z.split(chunk)])
+    return logits, F.softplus(logits).sum(-1)
 
 
 def probe_points() -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +137,7 @@ def coarse_log_joint(grid: GlobalGrid, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def log_joint_at(model: VAE, x: torch.Tensor, z: torch.Tensor, chunk: int = INFERENCE_ROWS) -> torch.Tensor:
+def log_joint_at(model: VAE, x: torch.Tensor, z: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
     """log p(x, z) for one image x (D,) at points z (P, 2).  -> (P,)"""
     out = []
     for c in z.split(chunk):

@@ -317,20 +317,3 @@ def test_flushing_denormals_changes_neither_bound_nor_gradients():
     torch.testing.assert_close(bound_flushed, bound_kept, rtol=1e-6, atol=1e-4)
     for g_flushed, g_kept in zip(grads_flushed, grads_kept, strict=True):
         torch.testing.assert_close(g_flushed, g_kept, rtol=1e-5, atol=1e-6 * g_kept.abs().max().item())
-
-
-@pytest.mark.parametrize("batch, k", [(1, 1000), (3, 700), (300, 2), (1000, 1)])
-def test_log_joint_in_blocks_without_gradients_equals_the_whole_at_once(batch, k):
-    """Outside training ``log_joint`` decodes about INFERENCE_ROWS points at a time (per image, along K); every
-    (image, sample) keeps its own value, also when one block holds a single sample of each of many images."""
-    from iwae.model import INFERENCE_ROWS
-
-    model = _random_model(seed=3, dtype=torch.float32)
-    x = _binary(batch, seed=4, dtype=torch.float32)
-    z = torch.randn(batch, k, 2, generator=_gen(5)) * 2
-    assert batch * k > INFERENCE_ROWS
-    whole = model.log_joint(x, z).detach()  # with gradients: all points at once
-    with torch.no_grad():
-        blocked = model.log_joint(x, z)
-    assert blocked.shape == (batch, k)
-    torch.testing.assert_close(blocked, whole, rtol=1e-6, atol=1e-4)
