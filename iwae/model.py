@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import decoding
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -94,7 +96,11 @@ class VAE(nn.Module):
         Equal to ``bernoulli_log_likelihood(x, self.decode_logits(z)) + log p(z)``, with the x . logits term
         computed from the last hidden layer: x . (W h + b) = (W^T x) . h + x . b, a product over the 200 hidden
         units instead of the 784 pixels, whose backward pass needs no (B, K, D) outer product (a training step
-        7% faster)."""
+        7% faster). Where no gradient can flow (evaluation, the explorer's frozen models) ``decoding.log_likelihood``
+        computes the same in cache-sized blocks without holding the GIL."""
+        needs_grad = z.requires_grad or any(p.requires_grad for p in self.decoder.parameters())
+        if not (torch.is_grad_enabled() and needs_grad):
+            return decoding.log_likelihood(self.decoder, x, z) + standard_normal_log_density(z)
         out = self.decoder[-1]
         hidden = self.decoder[:-1](z)  # (B, K, H)
         logits = out(hidden)  # (B, K, D)

@@ -14,7 +14,7 @@ import torch
 
 from .model import VAE
 
-MAX_DECODER_ROWS = 16_384  # proposals decoded at once (a (rows, 784) float32 logit block is 50 MB)
+MAX_DECODER_ROWS = 131_072  # proposals per log_weights call (decoded in cache-sized blocks): 16 x 5,000 in one
 
 
 @dataclass
