@@ -45,9 +45,9 @@ def _log_likelihood_rows(
     start = 0
     while start < n:
         stop = min(start + rows, n)
-        h = torch.tanh(torch.addmm(b1, z[start:stop], w1.t()))
-        h = torch.tanh(torch.addmm(b2, h, w2.t()))
-        logits = torch.addmm(b3, h, w3.t())
+        h = torch.tanh(F.linear(z[start:stop], w1, b1))
+        h = torch.tanh(F.linear(h, w2, b2))
+        logits = F.linear(h, w3, b3)
         i = image[start:stop]
         out[start:stop] = (h * xw[i]).sum(1) + xb[i] - F.softplus(logits).sum(1)
         start = stop
