@@ -33,6 +33,5 @@ PAGES = [
 
 page = st.navigation(PAGES)
 frame = explorer.frame  # the torch import, once per process: after the warm-up chart has been sent
-if warm_up is not None:
-    warm_up.empty()
+warm_up.empty()
 frame.run_framed(page)  # the sidebar, the notices, then the page inside them
