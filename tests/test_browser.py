@@ -314,6 +314,11 @@ def test_a_new_sessions_second_run_keeps_its_charts(browser, name):
     try:
         page.goto(browser.url + PAGES[name][1])
         wait_settled(page, NEW_DOCUMENT)
+        # the frontend may draw a chart after the run that sent it ended (on a loaded box, after "settled")
+        page.wait_for_function(
+            "n => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(gd => gd._fullLayout"
+            " && (gd._fullData || []).length).length >= n", arg=MIN_CHARTS[name], timeout=RUN_TIMEOUT_MS, polling=100)
+        wait_settled(page, NEW_DOCUMENT)
         drawn = page.evaluate(MARK_CHARTS)
         assert drawn >= MIN_CHARTS[name]
         since = mark(page)
