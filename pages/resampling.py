@@ -36,8 +36,8 @@ widgets.show_image(top[0], figures.digit_image(data.image_x(ref), 5), f"input: {
 with top[1]:
     st.button("New draws", icon=":material/casino:", on_click=new_draws, key="new_draws",
               help="Fresh draws (a draw counter enters the seed); the sidebar seed makes them reproducible.")
-    st.caption(f"Draw set {st.session_state.get('draw', 0)} with seed {seed}. K = 5000 takes a few seconds "
-               f"({views.N_RESAMPLE} × K decoder passes).")
+    st.caption(f"Draw set {st.session_state.get('draw', 0)} with seed {seed}. The largest K takes longest: "
+               f"{views.N_RESAMPLE} × K decoder passes per model (about a second at K = 5000 on two cores).")
 
 columns = widgets.columns(cat, state)
 with st.spinner(f"Drawing {views.N_RESAMPLE} × {k} proposals for each model…"):
