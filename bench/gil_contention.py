@@ -1,7 +1,7 @@
 """How long torch work waits for the GIL while other threads run Python: the app server's situation under a class.
 
     python bench/gil_contention.py [--checkpoint checkpoints/iwae-k50.safetensors] [--tasks 4] [--busy 4]
-                                   [--intervals 5 1 0.2] [--rows 1024 16384]
+                                   [--intervals 5 1] [--rows 2048 16384] [--modes python script]
 
 ``--tasks`` threads each decode what the Resampling page decodes per model at K = 5000 (16 x 5,000 latent points,
 log p(x|z) in blocks of ``--rows`` points, one torch thread). Beside them, ``--busy`` threads run pure Python, as other
@@ -42,13 +42,7 @@ def decode(model, x: torch.Tensor, rows: int, mode: str, seed: int, seconds: lis
     z = torch.randn(1, POINTS, 2, generator=torch.Generator().manual_seed(seed))
     start = time.perf_counter()
     with torch.no_grad():
-        if mode == "script":
-            decoding.log_likelihood(model.decoder, x[None], z, rows=rows)
-        else:
-            first, second, last = model.decoder[0], model.decoder[2], model.decoder[4]
-            decoding._log_likelihood_rows(z[0], torch.zeros(POINTS, dtype=torch.long), x[None] @ last.weight,
-                                          x[None] @ last.bias, first.weight, first.bias, second.weight, second.bias,
-                                          last.weight, last.bias, rows)
+        decoding.log_likelihood(model.decoder, x[None], z, rows=rows, scripted=mode == "script")
     seconds.append(time.perf_counter() - start)
 
 

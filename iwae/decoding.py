@@ -4,16 +4,17 @@ holds the GIL.
 The explorer decodes tens of thousands of points per view (SIR at K = 5000: 16 x 5,000 per model; a pool of 20,000
 draws; a 128 x 128 window grid), in server threads beside other sessions' Python. Two things make that slow:
 - one (rows, 784) logit block per torch call: at 16,384 rows it is 50 MB, and the softplus and the sum stream it
-  from memory; at 2,048 rows (6 MB) they read it from cache: about 1.5x faster on this machine;
+  from memory; at 2,048 rows (6 MB) they read it from cache;
 - a torch call releases the GIL and must take it back: in Python, a loop of small blocks waits for the GIL at every
-  op while other threads run Python (bench/gil_contention.py: 4 decoding tasks beside 4 Python threads took 4.25 s in
-  Python blocks of 2,048 against 1.87 s here).
+  op while other threads run Python. bench/gil_contention.py, 4 decoding tasks beside 4 Python threads: 5.17 s in
+  Python blocks of 2,048, 3.43 s in Python blocks of 16,384, 2.46 s here
+  (bench/results/gil-contention-2026-12-03-decoding-kernel.txt).
 So the block loop is a TorchScript function: the whole loop is one call, run in C++ with the GIL released.
 ``torch.jit.script`` is deprecated in favour of ``torch.compile``, whose compiled code is still driven from Python
 (so it holds the GIL between kernels) and needs a C++ compiler at run time; torch is pinned (requirements.txt).
 
 The architecture is VAE's decoder (Linear-Tanh-Linear-Tanh-Linear, Bernoulli logits): ``VAE.log_joint`` calls this
-when no gradient is needed, and tests/test_model.py checks it against the autograd path.
+when no gradient is needed, and tests/test_decoding.py checks it against the autograd path.
 """
 
 import functools
@@ -63,14 +64,16 @@ def _scripted():
 
 @torch.no_grad()
 def log_likelihood(decoder: torch.nn.Sequential, x: torch.Tensor, z: torch.Tensor,
-                   rows: int = BLOCK_ROWS) -> torch.Tensor:
+                   rows: int = BLOCK_ROWS, scripted: bool = True) -> torch.Tensor:
     """log p(x|z) = x . f(z) - sum softplus(f(z)) for binary images x (B, D) and latent points z (B, K, L), with f the
-    decoder (VAE.decoder).  -> (B, K)"""
+    decoder (VAE.decoder).  -> (B, K). ``scripted=False`` runs the same loop as plain Python (bench/gil_contention.py
+    compares the two)."""
     first, second, last = decoder[0], decoder[2], decoder[4]
     b, k, dim = z.shape
     flat = z.reshape(b * k, dim).contiguous()
     image = torch.arange(b).repeat_interleave(k)
     xw, xb = x @ last.weight, x @ last.bias
-    out = _scripted()(flat, image, xw.contiguous(), xb.contiguous(), first.weight, first.bias, second.weight,
+    loop = _scripted() if scripted else _log_likelihood_rows
+    out = loop(flat, image, xw.contiguous(), xb.contiguous(), first.weight, first.bias, second.weight,
                       second.bias, last.weight, last.bias, rows)
     return out.reshape(b, k)

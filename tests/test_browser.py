@@ -214,13 +214,19 @@ def ink_pixels(png: bytes, box: dict) -> int:
     return int((area.min(axis=-1) < 200).sum())
 
 
+def wait_charts_drawn(page, minimum: int) -> None:
+    """Until at least ``minimum`` plotly charts have data and a layout (the frontend may draw a chart after the run
+    that sent it has ended: on a loaded box, after the page counted as settled)."""
+    page.wait_for_function(
+        "n => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(gd => gd._fullLayout"
+        " && (gd._fullData || []).length).length >= n", arg=minimum, timeout=RUN_TIMEOUT_MS, polling=100)
+
+
 def assert_charts_drawn(b: Browser, minimum: int) -> list[dict]:
     """At least ``minimum`` plotly charts, each with data, a real size, and ink in every subplot's plot area. Waits
     for the frontend to draw them (it may finish after the script run has ended), up to INK_WAIT_S for the ink."""
     wait_for_count(b.page, ".js-plotly-plot", minimum)
-    b.page.wait_for_function(
-        "n => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(gd => gd._fullLayout"
-        " && (gd._fullData || []).length).length >= n", arg=minimum, timeout=RUN_TIMEOUT_MS, polling=100)
+    wait_charts_drawn(b.page, minimum)
     wait_charts_settled(b.page)
     charts = b.page.evaluate(CHART_INFO)
     assert len(charts) >= minimum, f"{len(charts)} plotly charts, expected at least {minimum}"
@@ -314,10 +320,7 @@ def test_a_new_sessions_second_run_keeps_its_charts(browser, name):
     try:
         page.goto(browser.url + PAGES[name][1])
         wait_settled(page, NEW_DOCUMENT)
-        # the frontend may draw a chart after the run that sent it ended (on a loaded box, after "settled")
-        page.wait_for_function(
-            "n => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(gd => gd._fullLayout"
-            " && (gd._fullData || []).length).length >= n", arg=MIN_CHARTS[name], timeout=RUN_TIMEOUT_MS, polling=100)
+        wait_charts_drawn(page, MIN_CHARTS[name])
         wait_settled(page, NEW_DOCUMENT)
         drawn = page.evaluate(MARK_CHARTS)
         assert drawn >= MIN_CHARTS[name]
