@@ -36,6 +36,7 @@ MIN_SETS = 4
 LEARNING_RATE = 0.05  # Adam's, decayed exponentially to LEARNING_RATE * FINAL_LR_FACTOR at the last step
 FINAL_LR_FACTOR = 0.05
 ADAM_BETAS = (0.9, 0.99)  # a short second-moment memory: the early, large gradients must not shrink the late steps
+ADAM_EPS = 1e-8  # torch.optim.Adam's default
 N_S_DRAWS = 256  # M: draws of the K - 1 other weights shared by every grid point (posterior.log_q_iw)
 EVAL_DRAWS = 1 << 16  # draws behind each reported bound: EVAL_DRAWS // K disjoint K-sets
 K_CHOICES = (1, 2, 5, 10, 20, 50, 100, 200, 500)
@@ -53,6 +54,7 @@ class Target:
     label: str  # for menus and titles
     description: str  # one line, with the parameters
     log_density: Callable[[torch.Tensor], torch.Tensor]  # log p~(z): (N, 2) -> (N,)
+    score: Callable[[torch.Tensor], torch.Tensor]  # its gradient d log p~(z) / dz: (N, 2) -> (N, 2)
     centre: tuple[float, float]  # window centre
     side: float  # window side; holds all but a negligible part of the mass
     log_normalizer: float  # exact log Z = log integral p~(z) dz
@@ -76,6 +78,10 @@ def _gaussian(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (((z - m) / s) ** 2).sum(-1)
 
 
+def _gaussian_score(z: torch.Tensor) -> torch.Tensor:
+    return -(z - torch.tensor(GAUSS_MEAN, dtype=z.dtype)) / torch.tensor(GAUSS_SD, dtype=z.dtype) ** 2
+
+
 # Banana: z1 ~ N(0, 1), z2 | z1 ~ N(A z1^2 - C, S^2). A shear of a Gaussian (Jacobian 1): Z = 2 pi S.
 BANANA_A, BANANA_C, BANANA_S = 0.6, 1.2, 0.35
 
@@ -83,6 +89,12 @@ BANANA_A, BANANA_C, BANANA_S = 0.6, 1.2, 0.35
 def _banana(z: torch.Tensor) -> torch.Tensor:
     z1, z2 = z[..., 0], z[..., 1]
     return -0.5 * z1**2 - 0.5 * ((z2 - BANANA_A * z1**2 + BANANA_C) / BANANA_S) ** 2
+
+
+def _banana_score(z: torch.Tensor) -> torch.Tensor:
+    z1, z2 = z[..., 0], z[..., 1]
+    u = (z2 - BANANA_A * z1**2 + BANANA_C) / BANANA_S
+    return torch.stack((-z1 + u * (2 * BANANA_A / BANANA_S) * z1, -u / BANANA_S), -1)
 
 
 # Ring: radius R, radial standard deviation S. Z = 2 pi int_0^inf r exp(-(r - R)^2 / 2S^2) dr
@@ -95,6 +107,11 @@ def _ring(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * ((r - RING_R) / RING_S) ** 2
 
 
+def _ring_score(z: torch.Tensor) -> torch.Tensor:
+    r = torch.linalg.vector_norm(z, dim=-1, keepdim=True)
+    return -(r - RING_R) / RING_S**2 * z / r.clamp_min(torch.finfo(z.dtype).tiny)  # at r = 0: 0, as autograd's
+
+
 # Mixture: equal weights, means (+-MIX_D, 0), isotropic standard deviation MIX_S; normalized (Z = 1).
 MIX_D, MIX_S = 2.5, 0.6
 
@@ -105,18 +122,26 @@ def _mixture(z: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(-0.5 * sq / MIX_S**2, dim=-1) - math.log(2) - LOG_2PI - 2 * math.log(MIX_S)
 
 
+def _mixture_score(z: torch.Tensor) -> torch.Tensor:
+    diff = z[..., None, :] - torch.tensor([[-MIX_D, 0.0], [MIX_D, 0.0]], dtype=z.dtype)  # (N, 2 components, 2)
+    responsibility = torch.softmax(-0.5 * (diff**2).sum(-1) / MIX_S**2, dim=-1)
+    return -(responsibility[..., None] * diff).sum(-2) / MIX_S**2
+
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
         Target("gaussian", "Gaussian", f"N(({GAUSS_MEAN[0]}, {GAUSS_MEAN[1]}), diag({GAUSS_SD[0]}², {GAUSS_SD[1]}²))",
-               _gaussian, GAUSS_MEAN, 8.0, LOG_2PI + math.log(GAUSS_SD[0] * GAUSS_SD[1])),
+               _gaussian, _gaussian_score, GAUSS_MEAN, 8.0, LOG_2PI + math.log(GAUSS_SD[0] * GAUSS_SD[1])),
         Target("banana", "Banana", f"z₁ ~ N(0, 1), z₂ | z₁ ~ N({BANANA_A} z₁² − {BANANA_C}, {BANANA_S}²)",
-               _banana, (0.0, 2.0), 9.0, LOG_2PI + math.log(BANANA_S)),
-        Target("ring", "Ring", f"radius {RING_R}, radial standard deviation {RING_S}", _ring, (0.0, 0.0), 7.0,
+               _banana, _banana_score, (0.0, 2.0), 9.0, LOG_2PI + math.log(BANANA_S)),
+        Target("ring", "Ring", f"radius {RING_R}, radial standard deviation {RING_S}", _ring, _ring_score,
+               (0.0, 0.0), 7.0,
                math.log(2 * math.pi * (RING_S**2 * math.exp(-0.5 * (RING_R / RING_S) ** 2)
                                        + RING_R * RING_S * math.sqrt(2 * math.pi) * _normal_cdf(RING_R / RING_S)))),
         Target("mixture", "Two-component mixture",
-               f"½ N((−{MIX_D}, 0), {MIX_S}² I) + ½ N(({MIX_D}, 0), {MIX_S}² I)", _mixture, (0.0, 0.0), 10.0, 0.0),
+               f"½ N((−{MIX_D}, 0), {MIX_S}² I) + ½ N(({MIX_D}, 0), {MIX_S}² I)", _mixture, _mixture_score,
+               (0.0, 0.0), 10.0, 0.0),
     )
 }
 
@@ -173,6 +198,55 @@ def _draw(mu: torch.Tensor, log_sigma: torch.Tensor, shape: tuple, generator: to
     return z, log_q
 
 
+class Adam:
+    """torch.optim.Adam (LEARNING_RATE, ADAM_BETAS, eps ADAM_EPS) under torch's ExponentialLR, decaying to
+    LEARNING_RATE * FINAL_LR_FACTOR at the last of ``steps`` steps, written out op for op on one parameter tensor:
+    on a fit's 4 parameters the library's optimizer and scheduler bookkeeping cost more than the whole step (a fit
+    took 0.5-0.9 s with them, 0.2-0.4 s without; tests/test_toy.py checks the two agree)."""
+
+    def __init__(self, params: torch.Tensor, steps: int):
+        self.params = params  # updated in place
+        self.exp_avg = torch.zeros_like(params)
+        self.exp_avg_sq = torch.zeros_like(params)
+        self.lr = LEARNING_RATE
+        self.gamma = FINAL_LR_FACTOR ** (1 / max(steps - 1, 1))
+        self.count = 0
+
+    def step(self, grad: torch.Tensor) -> None:
+        """One descent step along ``grad``, then the learning rate's decay."""
+        beta1, beta2 = ADAM_BETAS
+        self.count += 1
+        self.exp_avg.lerp_(grad, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (self.exp_avg_sq.sqrt() / (1 - beta2**self.count) ** 0.5).add_(ADAM_EPS)
+        self.params.addcdiv_(self.exp_avg, denom, value=-self.lr / (1 - beta1**self.count))
+        self.lr *= self.gamma
+
+
+@torch.no_grad()
+def _dreg_gradient(t: Target, params: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The DReG estimate of the gradient of L_K in (mu, log sigma), written out (no autograd graph): the surrogate
+    sum_k w~_k^2 log w(z_k) with q's parameters stopped inside log q has d log w / dz = score(z) + eps / sigma, and
+    dz/dmu = 1, dz/dlog sigma = sigma eps. Returns it (mean over the sets) and the log weights, (S, K)."""
+    mu, log_sigma = params[:2], params[2:]
+    sigma = torch.exp(log_sigma)
+    z = mu + sigma * eps  # (S, K, 2)
+    log_w = t.log_density(z) + 0.5 * (LOG_2PI + 2 * log_sigma + eps**2).sum(-1)  # log p~(z) - log q(z)
+    per_draw = bounds.normalized_weights(log_w)[..., None] ** 2 * (t.score(z) + eps / sigma)  # (S, K, 2)
+    return torch.cat((per_draw.sum(1).mean(0), (per_draw * sigma * eps).sum(1).mean(0))), log_w
+
+
+def _standard_gradient(t: Target, params: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Autograd of L_K (mean over the sets) through the reparameterized draws and logsumexp, q's parameters live
+    in log q; and the log weights, (S, K)."""
+    live = params.detach().requires_grad_(True)
+    mu, log_sigma = live[:2], live[2:]
+    z = mu + torch.exp(log_sigma) * eps
+    log_w = t.log_density(z) + 0.5 * (LOG_2PI + 2 * log_sigma + eps**2).sum(-1)
+    (gradient,) = torch.autograd.grad(bounds.iwae_bound(log_w).mean(), live)
+    return gradient, log_w.detach()
+
+
 def fit_gaussian(
     target: str | Target,
     k: int,
@@ -200,34 +274,21 @@ def fit_gaussian(
         raise ValueError(f"estimator must be one of {bounds.ESTIMATORS}, got {estimator!r}")
     init = generator("toy-init", t.name, seed)
     mu0 = torch.tensor(t.centre, dtype=torch.float32) + t.side / 8 * torch.randn(2, generator=init)
-    mu = mu0.clone().requires_grad_(True)
-    log_sigma = torch.full((2,), math.log(t.side / 20), requires_grad=True)
+    params = torch.cat((mu0, torch.full((2,), math.log(t.side / 20))))  # (mu, log sigma)
     gen = generator("toy-fit", t.name, k, seed)
-    opt = torch.optim.Adam([mu, log_sigma], lr=LEARNING_RATE, betas=ADAM_BETAS)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=FINAL_LR_FACTOR ** (1 / max(steps - 1, 1)))
+    adam = Adam(params, steps)
     sets = sets_per_step(k)
+    gradient = _dreg_gradient if estimator == "dreg" else _standard_gradient
     trace = np.empty(steps, dtype=np.float32)
     for step in range(steps):
         eps = torch.randn(sets, k, 2, generator=gen)
-        z = mu + torch.exp(log_sigma) * eps  # (S, K, 2)
-        if estimator == "standard":
-            log_q = -0.5 * (LOG_2PI + 2 * log_sigma + eps**2).sum(-1)  # (S, K) = log q(z), params live
-            log_w = t.log_density(z) - log_q
-            surrogate = bounds.iwae_bound(log_w)  # L_K per set
-        else:
-            log_q = gaussian_log_density(z, mu.detach(), 2 * log_sigma.detach())  # params stopped, z live
-            log_w = t.log_density(z) - log_q
-            w_tilde = bounds.normalized_weights(log_w.detach())  # (S, K), constants
-            surrogate = (w_tilde**2 * log_w).sum(-1)
-        opt.zero_grad(set_to_none=True)
-        (-surrogate.mean()).backward()
-        opt.step()
-        sched.step()
-        trace[step] = bounds.iwae_bound(log_w.detach()).mean().item()
+        ascent, log_w = gradient(t, params, eps)
+        adam.step(-ascent)
+        trace[step] = bounds.iwae_bound(log_w).mean().item()
         if on_step is not None:
             on_step(step + 1, steps, float(trace[step]))
-    return GaussianFit(t.name, k, seed, steps, sets, estimator, mu.detach().clone(), torch.exp(log_sigma.detach()),
-                       trace)
+    mu, log_sigma = params[:2], params[2:]
+    return GaussianFit(t.name, k, seed, steps, sets, estimator, mu.clone(), torch.exp(log_sigma), trace)
 
 
 @torch.no_grad()

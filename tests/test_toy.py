@@ -175,6 +175,52 @@ def test_deterministic_for_a_seed_and_progress_reported():
     assert steps == [(s, 20) for s in range(1, 21)]
 
 
+@pytest.mark.parametrize("name", list(toy.TARGETS))
+def test_each_targets_score_is_the_gradient_of_its_log_density(name):
+    t = toy.TARGETS[name]
+    (x0, x1), (y0, y1) = t.window()
+    gen = torch.Generator().manual_seed(0)
+    z = torch.stack((x0 + (x1 - x0) * torch.rand(500, generator=gen, dtype=torch.float64),
+                     y0 + (y1 - y0) * torch.rand(500, generator=gen, dtype=torch.float64)), -1).requires_grad_(True)
+    (autograd,) = torch.autograd.grad(t.log_density(z).sum(), z)
+    torch.testing.assert_close(t.score(z.detach()), autograd, rtol=1e-10, atol=1e-10)
+
+
+def test_the_written_out_adam_is_torchs_adam_under_its_exponential_decay():
+    steps, gen = 40, torch.Generator().manual_seed(1)
+    grads = torch.randn(steps, 4, generator=gen) * torch.logspace(1, -3, steps)[:, None]  # large, then small
+    start = torch.randn(4, generator=gen)
+    mine = toy.Adam(start.clone(), steps)
+    theirs = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([theirs], lr=toy.LEARNING_RATE, betas=toy.ADAM_BETAS, eps=toy.ADAM_EPS)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=toy.FINAL_LR_FACTOR ** (1 / (steps - 1)))
+    for grad in grads:
+        mine.step(grad)
+        theirs.grad = grad.clone()
+        opt.step()
+        sched.step()
+        torch.testing.assert_close(mine.params, theirs.detach(), rtol=0, atol=1e-7)
+    assert mine.lr == pytest.approx(toy.LEARNING_RATE * toy.FINAL_LR_FACTOR ** (steps / (steps - 1)), rel=1e-9)
+
+
+@pytest.mark.parametrize("name,k", [("banana", 1), ("ring", 5), ("mixture", 50)])
+def test_the_written_out_dreg_gradient_is_autograd_of_the_dreg_surrogate(name, k):
+    """Tucker et al.'s surrogate sum_k w~_k^2 log w(z_k), w~ held constant and q's parameters stopped inside log q,
+    differentiated by autograd through the reparameterized draws only."""
+    t, gen = toy.TARGETS[name], torch.Generator().manual_seed(2)
+    params = torch.tensor([0.3, -0.2, 0.1, -0.4], dtype=torch.float64)
+    eps = torch.randn(7, k, 2, generator=gen, dtype=torch.float64)
+    live = params.clone().requires_grad_(True)
+    z = live[:2] + torch.exp(live[2:]) * eps
+    stopped = torch.distributions.Normal(params[:2], torch.exp(params[2:]))
+    log_w = t.log_density(z) - stopped.log_prob(z).sum(-1)
+    surrogate = (torch.softmax(log_w.detach(), -1) ** 2 * log_w).sum(-1).mean()
+    (expected,) = torch.autograd.grad(surrogate, live)
+    gradient, written_log_w = toy._dreg_gradient(t, params, eps)
+    torch.testing.assert_close(gradient, expected, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(written_log_w, log_w.detach(), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("k", [0, -3, 2.5, True])
 def test_bad_k_raises(k):
     with pytest.raises(ValueError, match="K must be"):
