@@ -32,20 +32,19 @@ st.subheader("Results")
 widgets.results_table(cat)
 
 st.subheader("Checkpoints")
-st.dataframe(
+st.markdown(widgets.records_markdown(
     [
         {
             "model": name,
             "trained as": results.describe(ck.metadata),
             "epochs so far": len(results.history_rows(ck.metadata)),
             "last test bound": (results.history_rows(ck.metadata) or [{}])[-1].get("test_bound"),
-            "file": str(ck.path),
+            "file": f"`{ck.path}`",
         }
         for name, ck in cat.checkpoints.items()
     ],
-    hide_index=True, width="stretch",
-    column_config={"last test bound": st.column_config.NumberColumn(format="%.2f")},
-)
+    {"last test bound": ".2f"},
+))
 missing = [n for n in results.EXPECTED_CHECKPOINTS if n not in cat.checkpoints and n not in cat.errors]
 if missing:
     st.caption(f"Not present yet: {', '.join(missing)}. Train with:")

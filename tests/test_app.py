@@ -177,8 +177,21 @@ def test_home_page(app):
     # results from metadata where present; the evaluation command for the other
     assert any("Evaluation pending for vae-k1" in i.value for i in at.info)
     assert any("python -m iwae.evaluate checkpoints/*.safetensors --write" in c.value for c in at.code)
-    assert len(at.dataframe) == 2  # results table and checkpoint list
+    tables = [m.value for m in at.markdown if m.value.startswith("| model | trained as |")]
+    assert len(tables) == 2  # results table and checkpoint list, as static tables
+    assert "| iwae-k50 |" in tables[0] and "vae-k1" not in tables[0]  # vae-k1 has no metrics yet
+    assert all(f"| {name} |" in tables[1] for name in ("vae-k1", "iwae-k50"))
     assert at.query_params["a"] == "vae-k1" and at.query_params["k"] == "50"
+
+
+def test_records_markdown_formats_columns_and_marks_missing_values():
+    from explorer.widgets import records_markdown
+
+    table = records_markdown([{"model": "a|b", "NLL": 86.123456, "error": 4.2e-4, "units": None},
+                              {"model": "c", "NLL": -1.0, "error": None, "units": 2}], {"NLL": ".2f", "error": ".1e"})
+    assert table.splitlines() == ["| model | NLL | error | units |", "|---|---|---|---|",
+                                  "| a\\|b | 86.12 | 4.2e-04 | — |", "| c | -1.00 | — | 2 |"]
+    assert records_markdown([]) == ""
 
 
 def test_every_page_inside_the_frame_with_both_models(app):
