@@ -190,12 +190,16 @@ def sets_per_step(k: int) -> int:
     return max(MIN_SETS, math.ceil(DRAWS_PER_STEP / k))
 
 
-def _draw(mu: torch.Tensor, log_sigma: torch.Tensor, shape: tuple, generator: torch.Generator):
-    """Reparameterized draws z = mu + sigma eps and log q(z).  -> (*shape, 2), (*shape)"""
-    eps = torch.randn(*shape, 2, generator=generator)
+def _reparameterize(mu: torch.Tensor, log_sigma: torch.Tensor, eps: torch.Tensor):
+    """z = mu + sigma eps for standard normal ``eps`` (*, 2), and log q(z).  -> (*, 2), (*)"""
     z = mu + torch.exp(log_sigma) * eps
     log_q = -0.5 * (LOG_2PI + 2 * log_sigma + eps**2).sum(-1)  # = gaussian_log_density(z, mu, 2 log_sigma)
     return z, log_q
+
+
+def _draw(mu: torch.Tensor, log_sigma: torch.Tensor, shape: tuple, generator: torch.Generator):
+    """Reparameterized draws z = mu + sigma eps and log q(z).  -> (*shape, 2), (*shape)"""
+    return _reparameterize(mu, log_sigma, torch.randn(*shape, 2, generator=generator))
 
 
 class Adam:
@@ -228,10 +232,9 @@ def _dreg_gradient(t: Target, params: torch.Tensor, eps: torch.Tensor) -> tuple[
     """The DReG estimate of the gradient of L_K in (mu, log sigma), written out (no autograd graph): the surrogate
     sum_k w~_k^2 log w(z_k) with q's parameters stopped inside log q has d log w / dz = score(z) + eps / sigma, and
     dz/dmu = 1, dz/dlog sigma = sigma eps. Returns it (mean over the sets) and the log weights, (S, K)."""
-    mu, log_sigma = params[:2], params[2:]
-    sigma = torch.exp(log_sigma)
-    z = mu + sigma * eps  # (S, K, 2)
-    log_w = t.log_density(z) + 0.5 * (LOG_2PI + 2 * log_sigma + eps**2).sum(-1)  # log p~(z) - log q(z)
+    z, log_q = _reparameterize(params[:2], params[2:], eps)  # (S, K, 2), (S, K)
+    sigma = torch.exp(params[2:])
+    log_w = t.log_density(z) - log_q
     per_draw = bounds.normalized_weights(log_w)[..., None] ** 2 * (t.score(z) + eps / sigma)  # (S, K, 2)
     return torch.cat((per_draw.sum(1).mean(0), (per_draw * sigma * eps).sum(1).mean(0))), log_w
 
@@ -240,9 +243,8 @@ def _standard_gradient(t: Target, params: torch.Tensor, eps: torch.Tensor) -> tu
     """Autograd of L_K (mean over the sets) through the reparameterized draws and logsumexp, q's parameters live
     in log q; and the log weights, (S, K)."""
     live = params.detach().requires_grad_(True)
-    mu, log_sigma = live[:2], live[2:]
-    z = mu + torch.exp(log_sigma) * eps
-    log_w = t.log_density(z) + 0.5 * (LOG_2PI + 2 * log_sigma + eps**2).sum(-1)
+    z, log_q = _reparameterize(live[:2], live[2:], eps)
+    log_w = t.log_density(z) - log_q
     (gradient,) = torch.autograd.grad(bounds.iwae_bound(log_w).mean(), live)
     return gradient, log_w.detach()
 
