@@ -36,7 +36,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from scipy.special import log_ndtr
 
 from .model import VAE, standard_normal_log_density
 
@@ -187,7 +186,7 @@ def _balanced(s: torch.Tensor) -> torch.Tensor:
 
 def log_prior_outside_square(half_width: float) -> float:
     """log of an upper bound on P(z outside [-R, R]^2) under N(0, I): 4 P(z_1 > R)."""
-    return math.log(4.0) + float(log_ndtr(-half_width))
+    return math.log(4.0) + float(torch.special.log_ndtr(torch.tensor(-half_width, dtype=torch.float64)))
 
 
 def _log1p_exp(d: float) -> float:
