@@ -406,7 +406,7 @@ def posterior_k_figure(x_axis, y_axis, log_q, log_qiw, log_p, k: int, sir_draws=
         left.append(_mean_marker(mu, "white", False))
         right.append(_mean_marker(mu, "black", True))
     moving = _two_panel_figure(left, right, (f"q<sub>IW</sub>(z|x) at K = {k}",
-                                             "contours: 1, 5, 9 nats below each max"), x_axis, y_axis, height)
+                                             "contours: 1, 5, 9 nats below max"), x_axis, y_axis, height)
     return moving
 
 
