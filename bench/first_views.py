@@ -38,11 +38,7 @@ from bench.harness import (  # noqa: E402
     stop_streamlit,
     wait_healthy,
 )
-from bench.page_latency import PAGES, new_session, open_page  # noqa: E402
-
-
-def page_path(name: str) -> str:
-    return "/" if name == "home" else f"/{name}"
+from bench.page_latency import PAGES, new_session, open_page, page_paths  # noqa: E402
 
 
 def main() -> None:
@@ -56,6 +52,7 @@ def main() -> None:
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     roots = [r.resolve() for r in (args.app_root or [ROOT])]
+    paths = page_paths([])  # every page at /<page>, home at /
     from playwright.sync_api import sync_playwright
 
     servers = []
@@ -65,9 +62,9 @@ def main() -> None:
                 tmp = Path(scratch) / str(i)
                 (tmp / "checkpoints").mkdir(parents=True)
                 checkpoint_snapshot(tmp / "checkpoints", root)
-                url = f"http://127.0.0.1:{free_port()}"
-                process = start_streamlit(int(url.rsplit(":", 1)[1]), tmp / "checkpoints", 1, tmp / "server.log",
-                                          root=root)
+                port = free_port()
+                url = f"http://127.0.0.1:{port}"
+                process = start_streamlit(port, tmp / "checkpoints", 1, tmp / "server.log", root=root)
                 servers.append((root, url, process, tmp))
                 wait_healthy(url, process, tmp / "server.log")
             seconds = {(str(root), name): [] for root in roots for name in args.pages}
@@ -80,7 +77,7 @@ def main() -> None:
                 def first_view(url: str, name: str, tmp: Path) -> float:
                     s = new_session(context, url, name, [], tmp)
                     try:
-                        return open_page(s, url, page_path(name))[0]
+                        return open_page(s, url, paths[name])[0]
                     finally:
                         s.page.close()
 

@@ -54,7 +54,8 @@ def numbers_markdown(rows, header=("quantity", "value", "how it is computed")) -
 def records_markdown(records: list[dict], formats: dict[str, str] | None = None) -> str:
     """A markdown table of dicts (the first one's keys are the columns), numbers formatted by ``formats``
     (column -> format spec), missing values as a dash. Static text, drawn with the page: a data grid (st.dataframe)
-    loads and lays out its own canvas component in the browser, and made the home page's first view ~0.6 s slower."""
+    loads and lays out its own canvas component in the browser (the home page's first view took a median of 1.96 s
+    with two grids, 1.63 s with these tables: bench/results/first-views-2026-12-03-ab.txt)."""
     formats = formats or {}
 
     def cell(column: str, value) -> str:

@@ -75,5 +75,5 @@ def log_likelihood(decoder: torch.nn.Sequential, x: torch.Tensor, z: torch.Tenso
     xw, xb = x @ last.weight, x @ last.bias
     loop = _scripted() if scripted else _log_likelihood_rows
     out = loop(flat, image, xw.contiguous(), xb.contiguous(), first.weight, first.bias, second.weight,
-                      second.bias, last.weight, last.bias, rows)
+               second.bias, last.weight, last.bias, rows)
     return out.reshape(b, k)
