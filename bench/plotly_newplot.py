@@ -6,8 +6,10 @@ headless Chromium, outside Streamlit.
 Streamlit 1.67 re-creates a chart whose figure changed: a new element, a new ``Plotly.newPlot`` (docs/benchmarks.md,
 "Morning of 2026-12-03"). This times that call alone, from the figure's JSON to the second animation frame after it,
 for the latent scatter of 10,000 test means (``iwae.figures.latent_scatter``, WebGL), the same with every other
-point, with 10 SVG traces instead of WebGL, and a one-point SVG chart with the same layout (the fixed cost). The points
-are random: the cost does not depend on where they lie. Prints the median and range per figure.
+point, with 10 SVG traces instead of WebGL, and a one-point SVG chart with the same layout (the fixed cost); then the
+latent page's two models: two such scatters as two charts, against one chart of two panels
+(``iwae.figures.side_by_side``, what the page draws). The points are random: the cost does not depend on where they
+lie. Prints the median and range per case.
 """
 
 from __future__ import annotations
@@ -31,17 +33,19 @@ from iwae import figures  # noqa: E402
 
 N_POINTS = 10_000
 
-NEW_PLOT = """async spec => {
-    const f = JSON.parse(spec), el = document.getElementById('chart');
-    Plotly.purge(el);
+# One Plotly.newPlot per spec, each in its own chart (div), timed together.
+NEW_PLOTS = """async specs => {
+    const charts = Array.from(document.querySelectorAll('.chart'));
+    charts.forEach(el => Plotly.purge(el));
+    const figures = specs.map(s => JSON.parse(s));
     const t0 = performance.now();
-    await Plotly.newPlot(el, f.data, f.layout);
+    for (let i = 0; i < figures.length; i++) await Plotly.newPlot(charts[i], figures[i].data, figures[i].layout);
     await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
     return performance.now() - t0;
 }"""
 
 
-def specs() -> dict[str, str]:
+def specs() -> dict[str, list[str]]:
     rng = np.random.default_rng(0)
     mu = rng.normal(size=(N_POINTS, 2)).astype(np.float32)
     labels = rng.integers(0, 10, N_POINTS)
@@ -53,10 +57,13 @@ def specs() -> dict[str, str]:
     for trace in webgl.data:
         svg.add_trace(trace.to_plotly_json() | {"type": "scatter"})
     tiny = go.Figure(go.Scatter(x=[0], y=[0]), layout=webgl.layout)
-    return {f"latent scatter, {N_POINTS:,} points (WebGL)": webgl.to_json(),
-            f"latent scatter, {N_POINTS // 2:,} points (WebGL)": half.to_json(),
-            f"latent scatter, {N_POINTS:,} points (SVG)": svg.to_json(),
-            "one point, same layout (SVG)": tiny.to_json()}
+    pair = figures.side_by_side([webgl, webgl], ["left model", "right model"])
+    return {f"latent scatter, {N_POINTS:,} points (WebGL)": [webgl.to_json()],
+            f"latent scatter, {N_POINTS // 2:,} points (WebGL)": [half.to_json()],
+            f"latent scatter, {N_POINTS:,} points (SVG)": [svg.to_json()],
+            "one point, same layout (SVG)": [tiny.to_json()],
+            "two latent scatters as two charts": [webgl.to_json(), webgl.to_json()],
+            "two latent scatters as one chart": [pair.to_json()]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,14 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, list[float]] = {name: [] for name in all_specs}
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         page_file = Path(tmp) / "chart.html"
-        page_file.write_text(f"<html><body><div id=chart></div><script>{script}</script></body></html>")
+        page_file.write_text(f"<html><body><div class=chart></div><div class=chart></div><script>{script}</script>"
+                             "</body></html>")
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 800, "height": 700})
+        page = browser.new_page(viewport={"width": 1300, "height": 1200})
         page.goto(page_file.as_uri())
-        page.evaluate(NEW_PLOT, all_specs["one point, same layout (SVG)"])  # warm-up, not counted
+        page.evaluate(NEW_PLOTS, all_specs["one point, same layout (SVG)"])  # warm-up, not counted
         for _ in range(args.repeats):  # interleaved, so a change of machine load hits every figure alike
             for name, spec in all_specs.items():
-                timings[name].append(page.evaluate(NEW_PLOT, spec))
+                timings[name].append(page.evaluate(NEW_PLOTS, spec))
         browser.close()
     print(f"Plotly.newPlot in headless Chromium, the plotly.js bundled with plotly {plotly.__version__}, "
           f"{args.repeats} interleaved rounds: ms to the second frame after the call")
