@@ -154,7 +154,7 @@ def side_by_side(panels: Sequence[go.Figure], titles: Sequence[str], stacked: bo
 
     One chart instead of several: the browser draws every Scattergl trace of a figure in one WebGL context, and
     creating a context is most of what a new scatter chart costs in a software-rendered browser (~0.3 s;
-    bench/plotly_newplot.py). Built as plain dicts: plotly's make_subplots and update_xaxes took 0.15 s here."""
+    bench/plotly_newplot.py). Built as plain dicts: plotly's make_subplots and update_xaxes took 0.15 s a page run."""
     n = len(panels)
     first = panels[0].layout
     data, layout = [], {

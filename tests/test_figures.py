@@ -108,7 +108,8 @@ def test_side_by_side_keeps_each_panel_its_points_window_and_clicks(latent_point
     pi = int(np.flatnonzero(np.flatnonzero(labels == d) == 42)[0])
     cn = len(left.data) + d
     assert figures.selection_to_index(fig, {"points": [{"curve_number": cn, "point_index": pi}]}) == 42
-    assert figures.selection_to_index(fig, {"points": [{"curve_number": len(left.data) + 10, "point_index": 0}]}) is None
+    ring = {"points": [{"curve_number": len(left.data) + 10, "point_index": 0}]}  # the right panel's ring
+    assert figures.selection_to_index(fig, ring) is None
     stacked = figures.side_by_side([left, right], ["vae", "iwae"], stacked=True, height=400)
     assert stacked.layout.height == 800 and stacked.layout.yaxis2.domain[1] < stacked.layout.yaxis.domain[0]
 
