@@ -83,16 +83,14 @@ CHART_INFO = """
 })
 """
 
-# The most isolated point of the per-digit traces in a latent scatter's first panel, in page (viewport) pixels, so
-# that a click there selects exactly that point; skips the excluded test indices (the chosen image) and the plot's
-# edges.
+# The most isolated point of the per-digit traces in one latent scatter, in page (viewport) pixels, so that a
+# click there selects exactly that point; skips the excluded test indices (the chosen image) and the plot's edges.
 ISOLATED_POINT = """
 ([chart, meta, excluded]) => {
   const gd = document.querySelectorAll('.js-plotly-plot')[chart];
   const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
   const all = [];
   gd._fullData.forEach((t, cn) => {
-    if ((t.xaxis || 'x') !== 'x') return;  // the first panel's points only: xa and ya are its axes
     for (let i = 0; i < t.x.length; i++) {
       all.push({px: xa._offset + xa.l2p(t.x[i]), py: ya._offset + ya.l2p(t.y[i]), cn, i,
                 index: t.meta === meta && t.customdata ? Number(t.customdata[i]) : null});

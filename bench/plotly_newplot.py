@@ -7,9 +7,9 @@ Streamlit 1.67 re-creates a chart whose figure changed: a new element, a new ``P
 "Morning of 2026-12-03"). This times that call alone, from the figure's JSON to the second animation frame after it,
 for the latent scatter of 10,000 test means (``iwae.figures.latent_scatter``, WebGL), the same with every other
 point, with 10 SVG traces instead of WebGL, and a one-point SVG chart with the same layout (the fixed cost); then the
-latent page's two models: two such scatters as two charts, against one chart of two panels
-(``iwae.figures.side_by_side``, what the page draws). The points are random: the cost does not depend on where they
-lie. Prints the median and range per case.
+latent page's two models: two such scatters as two charts (what the page draws), against one chart of two panels
+(tried and not kept: docs/benchmarks.md, "Evening of 2026-12-03"). The points are random: the cost does not depend on
+where they lie. Prints the median and range per case.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import plotly  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
+from plotly.subplots import make_subplots  # noqa: E402
 
 from bench.harness import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from iwae import figures  # noqa: E402
@@ -57,7 +58,11 @@ def specs() -> dict[str, list[str]]:
     for trace in webgl.data:
         svg.add_trace(trace.to_plotly_json() | {"type": "scatter"})
     tiny = go.Figure(go.Scatter(x=[0], y=[0]), layout=webgl.layout)
-    pair = figures.side_by_side([webgl, webgl], ["left model", "right model"])
+    pair = make_subplots(rows=1, cols=2)
+    for col in (1, 2):
+        for trace in webgl.data:
+            pair.add_trace(trace, row=1, col=col)
+    pair.update_layout(webgl.layout)
     return {f"latent scatter, {N_POINTS:,} points (WebGL)": [webgl.to_json()],
             f"latent scatter, {N_POINTS // 2:,} points (WebGL)": [half.to_json()],
             f"latent scatter, {N_POINTS:,} points (SVG)": [svg.to_json()],

@@ -124,24 +124,19 @@ def figures_of(cat: Catalog, state: ViewState, number: int) -> None:
         st.caption(f"{toy.TARGETS[target].label}; K = {step.k}; seed {seed}. Colour: log density, one scale; "
                    "white: each q's 2-sd ellipse.")
         return
-    if step.view == "latent":  # both models' scatters in one chart, under their headers (figures.side_by_side)
-        panels, names = [], []
-        for _, _, name, ckpt in _pair(cat, state):
-            mu, _ = views.latent_means(ckpt.model, model_key(ckpt))
-            panels.append(figures.latent_scatter(mu, labels, chosen=None if state.own else state.image,
-                                                 window=figures.latent_window(mu)))
-            names.append(name)
-        fig = figures.side_by_side(panels, names, height=420)
-        # The legend beside the plots, not under them: the square plots then keep the figure's height.
-        fig.update_traces(marker_size=6, selector=dict(meta=figures.DIGIT_META))
-        fig.update_layout(legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top"))
-        _chart(fig, "lesson_latent", 420)
-        return
     draw = estimator.new_draw_button("lesson_new_draw") if step.view == "estimator" else 0
     for side, col, name, ckpt in _pair(cat, state):
         key, model = model_key(ckpt), ckpt.model
         with col, st.spinner(f"Computing for {name}…"):
-            if step.view in ("posterior_q", "posterior_k"):
+            if step.view == "latent":
+                mu, _ = views.latent_means(model, key)
+                fig = figures.latent_scatter(mu, labels, chosen=None if state.own else state.image,
+                                             window=figures.latent_window(mu), height=420)
+                # The legend beside the plot, not under it: the square plot then keeps the figure's height.
+                fig.update_traces(marker_size=6, selector=dict(meta=figures.DIGIT_META))
+                fig.update_layout(legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top"))
+                _chart(fig, f"lesson_latent_{side}", 420)
+            elif step.view in ("posterior_q", "posterior_k"):
                 view = views.posterior_view(model, key, ref)
                 if step.view == "posterior_q":
                     fig = go.Figure(views.posterior_fixed_figure(model, key, ref, seed))

@@ -146,40 +146,6 @@ def latent_scatter(
     return fig
 
 
-def side_by_side(panels: Sequence[go.Figure], titles: Sequence[str], stacked: bool = False,
-                 height: int = 520, spacing: float = 0.08) -> go.Figure:
-    """One-panel figures (such as ``latent_scatter``'s) as the subplots of one figure, in a row (or a column when
-    ``stacked``), each keeping its traces, axes and equal aspect; one legend, whose entries toggle the same-named
-    traces in every panel. The traces keep their order, so ``selection_to_index`` maps clicks as before.
-
-    One chart instead of several: the browser draws every Scattergl trace of a figure in one WebGL context, and
-    creating a context is most of what a new scatter chart costs in a software-rendered browser (~0.3 s;
-    bench/plotly_newplot.py). Built as plain dicts: plotly's make_subplots and update_xaxes took 0.15 s a page run."""
-    n = len(panels)
-    first = panels[0].layout
-    data, layout = [], {
-        "height": height * (n if stacked else 1), "margin": {**first.margin.to_plotly_json(), "t": 40},
-        "font": first.font, "legend": first.legend, "showlegend": first.showlegend, "clickmode": first.clickmode,
-        "plot_bgcolor": first.plot_bgcolor, "annotations": [],
-    }
-    size = (1 - spacing * (n - 1)) / n
-    for i, panel in enumerate(panels):
-        suffix = "" if i == 0 else str(i + 1)
-        x_name, y_name = "x" + suffix, "y" + suffix
-        start, end = round(i * (size + spacing), 9), round(i * (size + spacing) + size, 9)
-        x_domain, y_domain = ([0.0, 1.0], [1 - end, 1 - start]) if stacked else ([start, end], [0.0, 1.0])
-        layout["xaxis" + suffix] = {**panel.layout.xaxis.to_plotly_json(), "domain": x_domain, "anchor": y_name}
-        layout["yaxis" + suffix] = {**panel.layout.yaxis.to_plotly_json(), "domain": y_domain, "anchor": x_name,
-                                    "scaleanchor": x_name}
-        layout["annotations"].append({"text": titles[i], "showarrow": False, "xref": "paper", "yref": "paper",
-                                      "x": sum(x_domain) / 2, "y": y_domain[1], "xanchor": "center",
-                                      "yanchor": "bottom", "font": {"size": 15}})
-        for trace in panel.data:
-            data.append({**trace.to_plotly_json(), "xaxis": x_name, "yaxis": y_name, "legendgroup": trace.name or "",
-                         "showlegend": i == 0 and trace.showlegend is not False})
-    return go.Figure(data=data, layout=layout)
-
-
 def selection_to_index(fig: go.Figure, selection: Mapping | None) -> int | None:
     """The test index a plotly selection event chose (Streamlit's ``event.selection``), or None.
 

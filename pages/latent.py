@@ -41,25 +41,30 @@ with top[1]:
     overlay = opts[0].toggle("Overlay the test means on the decoded manifold", key="manifold_overlay")
     n_tiles = opts[1].slider("Manifold tiles per side", 5, 30, key="manifold_n")
 
-# Both models' scatters are one chart, above the model columns: one WebGL context (figures.side_by_side).
-scatter_slot = st.container()
-scatters, names = [], []
-for side, col, name, ckpt in widgets.columns(cat, state):
+for side, col, _name, ckpt in widgets.columns(cat, state):
     key = data.model_key(ckpt)
     mu, _ = views.latent_means(ckpt.model, key)
     window = figures.latent_window(mu)
     mu_x = views.image_mean(ckpt.model, key, ref)
-    scatters.append(figures.latent_scatter(mu, labels, chosen=chosen, z_point=(z1, z2), window=window,
-                                           own_point=mu_x if own else None))
-    names.append(name)
+    fig = figures.latent_scatter(mu, labels, chosen=chosen, z_point=(z1, z2), window=window,
+                                 own_point=mu_x if own else None)
+    chart_key = f"scatter_{side}"
+
+    def on_select(fig=fig, chart_key=chart_key) -> None:
+        event = st.session_state.get(chart_key) or {}
+        index = figures.selection_to_index(fig, event.get("selection"))
+        if index is not None:
+            explorer.sidebar.set_image(index, labels)
+
     with col:
+        st.plotly_chart(fig, key=chart_key, on_select=on_select, selection_mode=("points", "box"),
+                        config=widgets.PLOTLY_CONFIG)
         a, b = st.columns(2)
         m1, m2 = float(mu_x[0]), float(mu_x[1])
         widgets.show_image(a, figures.digit_image(views.decode(ckpt.model, key, m1, m2), 4),
                           f"decoder mean at μ(x) = ({m1:.2f}, {m2:.2f})")
         widgets.show_image(b, figures.digit_image(views.decode(ckpt.model, key, float(z1), float(z2)), 4),
                           f"decoder mean at z = ({z1:.2f}, {z2:.2f})")
-        # Its own chart, unlike the scatters: a change of one model then draws only that model's manifold again.
         picture = views.manifold(ckpt.model, key, n_tiles, window[0], window[1])
         st.plotly_chart(
             figures.manifold_figure(picture, n_tiles, window[0], window[1], mu=mu if overlay else None,
@@ -68,17 +73,3 @@ for side, col, name, ckpt in widgets.columns(cat, state):
             key=f"manifold_{side}", config=widgets.PLOTLY_CONFIG,
         )
         st.caption(widgets.protocol_line(len(labels), "dots: encoder means μ(x); tiles: decoder means sigmoid(f(z))"))
-
-scatter = figures.side_by_side(scatters, names, stacked=explorer.presenter.stacked())
-
-
-def on_select(shown=scatter) -> None:
-    event = st.session_state.get("latent_scatter") or {}
-    index = figures.selection_to_index(shown, event.get("selection"))
-    if index is not None:
-        explorer.sidebar.set_image(index, labels)
-
-
-with scatter_slot:
-    st.plotly_chart(scatter, key="latent_scatter", on_select=on_select, selection_mode=("points", "box"),
-                    config=widgets.PLOTLY_CONFIG)

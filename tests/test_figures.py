@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import plotly.graph_objects as go
 import pytest
 import torch
 
@@ -82,36 +81,6 @@ def test_selection_maps_clicks_back_to_test_indices(latent_points):
     assert figures.selection_to_index(fig, None) is None
     assert figures.selection_to_index(fig, {"points": [], "box": [], "lasso": []}) is None
     assert figures.selection_to_index(fig, {"points": [{"curve_number": 99, "point_index": 0}]}) is None
-
-
-def test_side_by_side_keeps_each_panel_its_points_window_and_clicks(latent_points):
-    mu, labels = latent_points
-    windows = (((-3.0, 3.0), (-3.0, 3.0)), ((-1.0, 2.0), (-3.0, 0.0)))
-    left = figures.latent_scatter(mu, labels, chosen=3, window=windows[0])
-    right = figures.latent_scatter(mu * 0.5, labels, chosen=3, window=windows[1])
-    fig = figures.side_by_side([left, right], ["vae", "iwae"])
-    assert [a.text for a in fig.layout.annotations] == ["vae", "iwae"]
-    for axis, panel, window, (x_axis, y_axis) in (("x", left, windows[0], (fig.layout.xaxis, fig.layout.yaxis)),
-                                                  ("x2", right, windows[1], (fig.layout.xaxis2, fig.layout.yaxis2))):
-        traces = [t for t in fig.data if t.xaxis == axis]
-        assert [t.name for t in traces] == [t.name for t in panel.data]
-        assert scatter_points(go.Figure(traces)) == 10_000
-        np.testing.assert_allclose(traces[0].x, panel.data[0].x)
-        assert (tuple(x_axis.range), tuple(y_axis.range)) == window
-        assert y_axis.scaleanchor == axis  # equal aspect within each panel
-    assert x_axis.domain[0] > fig.layout.xaxis.domain[1]  # side by side, not overlapping
-    # one legend entry per digit, shared by both panels
-    assert [t.name for t in fig.data if t.showlegend] == [t.name for t in left.data]
-    assert all(t.legendgroup == t.name for t in fig.data)
-    # a click on the right panel's point maps back to its test index
-    d = int(labels[42])
-    pi = int(np.flatnonzero(np.flatnonzero(labels == d) == 42)[0])
-    cn = len(left.data) + d
-    assert figures.selection_to_index(fig, {"points": [{"curve_number": cn, "point_index": pi}]}) == 42
-    ring = {"points": [{"curve_number": len(left.data) + 10, "point_index": 0}]}  # the right panel's ring
-    assert figures.selection_to_index(fig, ring) is None
-    stacked = figures.side_by_side([left, right], ["vae", "iwae"], stacked=True, height=400)
-    assert stacked.layout.height == 800 and stacked.layout.yaxis2.domain[1] < stacked.layout.yaxis.domain[0]
 
 
 def test_box_selection_chooses_the_point_nearest_the_box_centre(latent_points):
