@@ -83,10 +83,13 @@ def window_axes(centre: tuple[float, float], side: float, resolution: int) -> tu
 
 def choose_window(mu: torch.Tensor, sigma: torch.Tensor, q: quad.Quadrature) -> tuple[float, float, float]:
     """A square (centre x, centre y, side) holding q's mean +- 3.5 sd and every z where the true
-    posterior density is within WINDOW_NATS of its maximum."""
-    near_top = q.log_joint >= q.log_joint.max() - WINDOW_NATS
-    pts = q.points[near_top]
-    cell = math.exp(0.5 * q.log_area[near_top].max().item())
+    posterior density is within WINDOW_NATS of its maximum, with a cell's margin. It is read from the quadrature's
+    first stage, before the resolution passes that only sharpen log p(x): so an image's window is the same whether
+    its log p(x) is computed here or taken from the evaluation (``image_grid``)."""
+    stage = q.first_stage
+    near_top = stage.log_joint >= stage.log_joint.max() - WINDOW_NATS
+    pts = stage.points[near_top]
+    cell = math.exp(0.5 * stage.log_area[near_top].max().item())
     lo = torch.minimum(pts.min(0).values - cell, mu - 3.5 * sigma)
     hi = torch.maximum(pts.max(0).values + cell, mu + 3.5 * sigma)
     centre = (lo + hi) / 2
@@ -95,9 +98,13 @@ def choose_window(mu: torch.Tensor, sigma: torch.Tensor, q: quad.Quadrature) -> 
 
 
 @torch.no_grad()
-def image_grid(model: VAE, grid: quad.GlobalGrid, x: torch.Tensor, resolution: int = RESOLUTION) -> ImageGrid:
-    """The display grid for one binarized image x (D,): window, log q, log p(x, z), log p(x)."""
-    q = quad.refine_image(model, grid, x)
+def image_grid(model: VAE, grid: quad.GlobalGrid, x: torch.Tensor, resolution: int = RESOLUTION,
+               log_px: tuple[float, float] | None = None) -> ImageGrid:
+    """The display grid for one binarized image x (D,): window, log q, log p(x, z), log p(x). ``log_px``: the
+    quadrature's log p(x) and error estimate when already known (the evaluation's per-image numbers, from the same
+    ``quadrature.refine``); then only the quadrature's first stage is computed here, for the window."""
+    q = quad.refine_image(model, grid, x, passes=0 if log_px is not None else None)
+    log_px, log_px_error = log_px if log_px is not None else (q.log_px, q.error_estimate)
     mu, logvar = model.encode(x[None])
     mu, logvar = mu[0], logvar[0]
     sigma = torch.exp(0.5 * logvar)
@@ -111,8 +118,8 @@ def image_grid(model: VAE, grid: quad.GlobalGrid, x: torch.Tensor, resolution: i
         spacing=spacing,
         log_q=gaussian_log_density(points, mu, logvar),
         log_joint=model.log_joint(x[None], points[None])[0],  # the fast path (iwae.decoding): 16,384 points
-        log_px=q.log_px,
-        log_px_error=q.error_estimate,
+        log_px=log_px,
+        log_px_error=log_px_error,
         mu=mu,
         sigma=sigma,
     )

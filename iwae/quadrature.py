@@ -78,6 +78,15 @@ class GlobalGrid:
 
 
 @dataclass
+class QuadraturePoints:
+    """Midpoint-rule points of a quadrature stage."""
+
+    points: torch.Tensor  # (P, 2)
+    log_joint: torch.Tensor  # (P,) log p(x, z) there
+    log_area: torch.Tensor  # (P,) log cell area there
+
+
+@dataclass
 class Quadrature:
     log_px: float  # log p(x) by quadrature (midpoint rule)
     error_estimate: float  # nats: rules' difference (with cancellation allowance) + outside bound + coarse cells' mass
@@ -90,6 +99,7 @@ class Quadrature:
     half_width: float  # R: the region integrated is [-R, R]^2
     outside_nats: float  # the outside bound's effect on log p(x), nats (at most OUTSIDE_NATS_TARGET unless R is
     # MAX_HALF_WIDTH)
+    first_stage: QuadraturePoints  # the points before the resolution passes (the same for any number of passes)
 
 
 def axis_centres(n: int, spacing: float, half_width: float) -> torch.Tensor:
@@ -269,10 +279,12 @@ def _coarse_trapezoid(model: VAE, x: torch.Tensor, region: _Region, chosen: torc
 
 
 @torch.no_grad()
-def refine(model: VAE, grid: GlobalGrid, x: torch.Tensor, j_coarse: torch.Tensor, oversample: int = 1) -> Quadrature:
+def refine(model: VAE, grid: GlobalGrid, x: torch.Tensor, j_coarse: torch.Tensor, oversample: int = 1,
+           passes: int | None = None) -> Quadrature:
     """Adaptive quadrature for one image x (D,), given its log joint on the global grid (G,). ``oversample`` > 1
     refines that many times finer, to a resolution target oversample^4 times smaller (a reference pass for checking
-    the error estimate)."""
+    the error estimate). ``passes`` caps the resolution passes (default RESOLUTION_PASSES * oversample): with 0 the
+    result is the first stage alone, about a third of the time, without the error estimate's resolution target."""
     h0 = grid.spacing
     region = _Region(j_coarse.reshape(grid.n, grid.n), axis_centres(grid.n, h0, grid.half_width), grid.half_width)
     probe_ll = log_likelihood_from_logits(x[None], grid.probe_logits, grid.probe_softplus_sum)[0]
@@ -295,8 +307,9 @@ def refine(model: VAE, grid: GlobalGrid, x: torch.Tensor, j_coarse: torch.Tensor
     inactive_log_mass = (torch.logsumexp(j_flat[~active].double(), 0).item() + log_area0 if (~active).any()
                          else -math.inf)
     cells = _Cells(model, x, region, active.nonzero()[:, 0], s[active])
+    first_stage = _stage_points(centres[~active], j_flat[~active], log_area0, cells)
     max_level, target = MAX_SUBDIVISION * oversample, RESOLUTION_TARGET / oversample**4
-    for _ in range(RESOLUTION_PASSES * oversample):  # subdivide further where the two rules disagree most
+    for _ in range(RESOLUTION_PASSES * oversample if passes is None else passes):  # where the two rules disagree most
         log_px = torch.logaddexp(torch.logsumexp(cells.mid, 0), torch.tensor(inactive_log_mass, dtype=torch.float64))
         share = torch.exp(cells.mid - log_px) - torch.exp(cells.trap - log_px)  # (C,) signed, of p(x)
         if share.sum().abs() <= target:
@@ -307,11 +320,8 @@ def refine(model: VAE, grid: GlobalGrid, x: torch.Tensor, j_coarse: torch.Tensor
         cells.subdivide(worst)
         cells.balance()
 
-    points, log_joint, log_area = cells.points()
-    points_t = torch.cat([centres[~active], points])
-    joint_t = torch.cat([j_flat[~active], log_joint])
-    area_t = torch.cat([torch.full((int((~active).sum()),), log_area0), log_area])
-    log_px = torch.logsumexp((joint_t + area_t).double(), 0).item()
+    final = _stage_points(centres[~active], j_flat[~active], log_area0, cells)
+    log_px = torch.logsumexp((final.log_joint + final.log_area).double(), 0).item()
     # Composite rules: the per-cell edge terms of their errors cancel between neighbours (so the totals are compared,
     # not the cells), and the two errors have opposite signs, so the difference bounds the midpoint rule's error (it is
     # about three times that error: the trapezoid's is about -2 times the midpoint's).
@@ -324,19 +334,29 @@ def refine(model: VAE, grid: GlobalGrid, x: torch.Tensor, j_coarse: torch.Tensor
         log_px=log_px,
         error_estimate=math.log1p(resolution_share) + outside_nats + coarse_nats,
         outside_log_mass_bound=outside,
-        points=points_t,
-        log_joint=joint_t,
-        log_area=area_t,
+        points=final.points,
+        log_joint=final.log_joint,
+        log_area=final.log_area,
         n_refined_cells=int((cells.level > 1).sum()),
         finest_spacing=h0 / cells.level.max().item() if len(cells.level) else h0,
         half_width=region.half_width,
         outside_nats=outside_nats,
+        first_stage=first_stage,
     )
 
 
-def refine_image(model: VAE, grid: GlobalGrid, x: torch.Tensor, oversample: int = 1) -> Quadrature:
+def _stage_points(coarse_points: torch.Tensor, coarse_joint: torch.Tensor, log_area0: float,
+                  cells: "_Cells") -> QuadraturePoints:
+    """The coarse cells left as they are and the active cells' midpoint points at their current levels."""
+    points, log_joint, log_area = cells.points()
+    return QuadraturePoints(torch.cat([coarse_points, points]), torch.cat([coarse_joint, log_joint]),
+                            torch.cat([torch.full((len(coarse_points),), log_area0), log_area]))
+
+
+def refine_image(model: VAE, grid: GlobalGrid, x: torch.Tensor, oversample: int = 1,
+                 passes: int | None = None) -> Quadrature:
     """``refine`` for one image x (D,), its log joint on the global grid computed here."""
-    return refine(model, grid, x, coarse_log_joint(grid, x[None])[0], oversample)
+    return refine(model, grid, x, coarse_log_joint(grid, x[None])[0], oversample, passes)
 
 
 def _largest_shares(share: torch.Tensor, coverage: float) -> torch.Tensor:

@@ -17,6 +17,7 @@ from posterior_setup import (
     _gen,
     _grid,
     _pool,
+    _resolution,
     far_mode_model,
 )
 
@@ -258,6 +259,27 @@ def test_decoded_manifold_tiles_and_orientation(small):
             torch.testing.assert_close(tile, expected, rtol=0, atol=1e-6)
     # and the tiles do differ: a transposed or flipped layout would not match the loop above
     assert (picture[:side, :side] - picture[-side:, -side:]).abs().max() > 0.05
+
+
+def test_window_is_the_same_whether_log_px_is_given_or_computed(subject):
+    """The explorer passes the evaluation's log p(x) and then runs only the quadrature's first stage: the window,
+    the grid and its densities must be exactly those of the full computation, and the window must hold the
+    posterior (at least 98% of p(z|x) by the grid's Riemann sum) and q's mean."""
+    for i in range(3):
+        full = post.image_grid(subject.model, subject.grid, subject.x[i], _resolution(subject))
+        given = post.image_grid(subject.model, subject.grid, subject.x[i], _resolution(subject),
+                                log_px=(full.log_px, full.log_px_error))
+        assert torch.equal(full.x_axis, given.x_axis) and torch.equal(full.y_axis, given.y_axis)
+        assert torch.equal(full.log_joint, given.log_joint) and torch.equal(full.log_q, given.log_q)
+        assert (given.log_px, given.log_px_error) == (full.log_px, full.log_px_error)
+        assert 0.98 < given.mass(given.log_posterior) < 1.0 + 2e-2
+        assert given.x_axis[0] < given.mu[0] < given.x_axis[-1] and given.y_axis[0] < given.mu[1] < given.y_axis[-1]
+    # and the first stage alone is much less work than the whole quadrature: fewer points for the same image
+    i = max(range(3), key=lambda j: len(quad.refine_image(subject.model, subject.grid, subject.x[j]).points))
+    whole = quad.refine_image(subject.model, subject.grid, subject.x[i])
+    first = quad.refine_image(subject.model, subject.grid, subject.x[i], passes=0)
+    assert len(first.points) <= len(whole.points)
+    assert torch.equal(first.first_stage.points, whole.first_stage.points)
 
 
 def test_window_finds_a_posterior_mode_outside_the_old_square():
