@@ -84,9 +84,13 @@ def knn_accuracy(_model, key: str) -> float:
     return latent.knn_accuracy(mu, labels)
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
+GLOBAL_GRIDS_KEPT = 6  # the shipped models': the warm-up builds them all, so a pair change waits for none
+
+
+@st.cache_resource(max_entries=GLOBAL_GRIDS_KEPT, show_spinner=False)
 def global_grid(_model, key: str) -> quadrature.GlobalGrid:
-    """~80 MB per model: shared by every image and session."""
+    """~100 MB per model (the decoder's logits at 25,600 grid and 7,168 probe points), 0.3 s to build: shared by
+    every image and session."""
     return quadrature.global_grid(_model)
 
 

@@ -720,6 +720,32 @@ def test_the_warm_up_leaves_no_default_view_to_compute(app, model_dir, monkeypat
     assert first_views() == []
 
 
+def test_the_warm_up_builds_every_models_global_grid(model_dir, tmp_path, monkeypatch):
+    """A pair change to a model outside the default pair waits for no global quadrature grid (0.3 s per model): the
+    warm-up builds every model's. Without it, the grid is built on first use (the control)."""
+    from explorer import views, warm
+    from iwae import quadrature
+
+    for f in model_dir.glob("*.safetensors"):
+        shutil.copy(f, tmp_path / f.name)
+    _write_model(tmp_path / "vae-k50.safetensors", 2, "vae", 50, {})  # in no default pair
+    cat = explorer_data.load_catalog(tmp_path)
+    third = cat.checkpoints["vae-k50"]
+    built: list[int] = []
+    original = quadrature.global_grid
+    monkeypatch.setattr(quadrature, "global_grid", lambda *a, **kw: (built.append(1), original(*a, **kw))[1])
+
+    views.global_grid.clear()
+    views.global_grid(third.model, explorer_data.model_key(third))
+    assert built == [1]  # the control
+    views.global_grid.clear()
+    warm.warm_defaults(cat)
+    built.clear()
+    for ckpt in cat.checkpoints.values():
+        views.global_grid(ckpt.model, explorer_data.model_key(ckpt))
+    assert len(cat.checkpoints) == 3 and built == []
+
+
 def test_bounds_page_takes_log_px_from_the_evaluation_of_these_weights(model_dir, tmp_path, monkeypatch):
     """A test image's quadrature log p(x) on the Bounds page comes from the model's per-image evaluation file when
     the file records these weights (the evaluation's own number, no quadrature of the page's); a file recording other
