@@ -26,6 +26,13 @@ import torch.nn.functional as F
 BLOCK_ROWS = 2048  # latent points per block: a (2048, 784) float32 logit block is 6 MB
 
 
+def _tanh(a: torch.Tensor) -> torch.Tensor:
+    """tanh(a) = 2 sigmoid(2a) - 1, overwriting a: torch's float32 sigmoid is several times faster than its tanh here,
+    and the kernel 7-14% faster for it (bench/decoding_speed.py: 80,000 points 549 against 635 ms). It differs from
+    torch.tanh by at most 1.8e-7 on [-10, 10]; the kernel's largest error against float64 stays about 1e-4 nats."""
+    return torch.sigmoid(a.mul_(2)).mul_(2).sub_(1)
+
+
 def _log_likelihood_rows(
     z: torch.Tensor,
     image: torch.Tensor,
@@ -46,8 +53,8 @@ def _log_likelihood_rows(
     start = 0
     while start < n:
         stop = min(start + rows, n)
-        h = torch.tanh(F.linear(z[start:stop], w1, b1))
-        h = torch.tanh(F.linear(h, w2, b2))
+        h = _tanh(F.linear(z[start:stop], w1, b1))
+        h = _tanh(F.linear(h, w2, b2))
         logits = F.linear(h, w3, b3)
         i = image[start:stop]
         out[start:stop] = (h * xw[i]).sum(1) + xb[i] - F.softplus(logits).sum(1)

@@ -1,0 +1,90 @@
+"""The decoder's log p(x|z) kernel (iwae/decoding.py) with its tanh as 2 sigmoid(2a) - 1 against torch.tanh.
+
+    python bench/decoding_speed.py [--checkpoint checkpoints/iwae-k50.safetensors] [--repeats 15]
+
+One torch thread, as each of the app's decoding tasks. Prints the two tanh's largest difference on [-10, 10]; then,
+for the points the app decodes per model (a pool of 20,000 draws, the Resampling page's 16 x 5,000 at K = 5000), the
+median ms of the kernel with each tanh (interleaved), and each one's largest difference from the formula in float64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from iwae import decoding, testset  # noqa: E402
+from iwae.catalog import load_checkpoint  # noqa: E402
+from iwae.cpu import flush_denormals  # noqa: E402
+from iwae.model import bernoulli_log_likelihood  # noqa: E402
+
+
+def _torch_tanh(a: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(a)
+
+
+def kernel_with(tanh) -> torch.jit.ScriptFunction:
+    """The kernel's block loop compiled with another tanh (a new function object: TorchScript caches by object)."""
+    rows = decoding._log_likelihood_rows
+    scope = dict(rows.__globals__, _tanh=tanh)
+    return torch.jit.script(types.FunctionType(rows.__code__, scope, rows.__name__, rows.__defaults__))
+
+
+def median_ms(calls: dict, repeats: int) -> dict[str, float]:
+    """Median ms of each call, the calls interleaved (this shared VM's speed drifts between seconds)."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for f in calls.values():
+        f()
+    for _ in range(repeats):
+        for name, f in calls.items():
+            start = time.perf_counter()
+            f()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+
+
+def decode(loop, decoder, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    first, second, last = decoder[0], decoder[2], decoder[4]
+    image = torch.zeros(len(z), dtype=torch.int64)
+    return loop(z, image, (x @ last.weight).contiguous(), (x @ last.bias).contiguous(), first.weight, first.bias,
+                second.weight, second.bias, last.weight, last.bias, decoding.BLOCK_ROWS)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "iwae-k50.safetensors"))
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    flush_denormals()
+
+    grid = torch.linspace(-10, 10, 2048 * 200)
+    print(f"largest |_tanh - torch.tanh| on [-10, 10]: {(decoding._tanh(grid.clone()) - torch.tanh(grid)).abs().max():.1e}")
+
+    model = load_checkpoint(args.checkpoint).model
+    images, _ = testset.load()
+    x = images[7:8].float()
+    kernels = {"torch.tanh": kernel_with(_torch_tanh), "_tanh (the app's)": decoding._scripted()}
+    print(f"{Path(args.checkpoint).stem}, test image 7, z ~ N(0, I), one thread, median of {args.repeats}:")
+    for points in (20_000, 80_000):
+        z = torch.randn(points, 2, generator=torch.Generator().manual_seed(0))
+        exact = bernoulli_log_likelihood(x.double(), model.double().decode_logits(z.double())[None])[0]
+        model.float()
+        ms = median_ms({name: lambda loop=loop: decode(loop, model.decoder, x, z) for name, loop in kernels.items()},
+                       args.repeats)
+        for name, loop in kernels.items():
+            error = (decode(loop, model.decoder, x, z).double() - exact).abs().max().item()
+            print(f"  {points:>6,} points, {name:<18} {ms[name]:7.1f} ms   largest |error| vs float64 {error:.1e} nats")
+
+
+if __name__ == "__main__":
+    main()
