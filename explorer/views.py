@@ -18,6 +18,7 @@ from iwae import catalog, curves, evaluate, figures, image_ref, latent, posterio
 from iwae.checkpoints import weights_digest
 from iwae.image_ref import ImageRef
 from iwae.rng import generator
+from iwae.zoo import DEFAULT_MODELS, EXTRA_MODELS
 
 from .data import checkpoint_path, image_x, test_set
 from .state import K_CHOICES
@@ -84,7 +85,7 @@ def knn_accuracy(_model, key: str) -> float:
     return latent.knn_accuracy(mu, labels)
 
 
-GLOBAL_GRIDS_KEPT = 6  # the shipped models': the warm-up builds them all, so a pair change waits for none
+GLOBAL_GRIDS_KEPT = len(DEFAULT_MODELS + EXTRA_MODELS)  # the shipped models' (6): the warm-up builds all
 
 
 @st.cache_resource(max_entries=GLOBAL_GRIDS_KEPT, show_spinner=False)
