@@ -37,7 +37,7 @@ with top[1]:
     st.button("New draws", icon=":material/casino:", on_click=new_draws, key="new_draws",
               help="Fresh draws (a draw counter enters the seed); the sidebar seed makes them reproducible.")
     st.caption(f"Draw set {st.session_state.get('draw', 0)} with seed {seed}. The largest K takes longest: "
-               f"{views.N_RESAMPLE} × K decoder passes per model (about a second at K = 5000 on two cores).")
+               f"{views.N_RESAMPLE} × K decoder passes per model (under a second at K = 5000 on two cores).")
 
 columns = widgets.columns(cat, state)
 with st.spinner(f"Drawing {views.N_RESAMPLE} × {k} proposals for each model…"):
