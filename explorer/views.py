@@ -107,31 +107,23 @@ def _evaluated(_model, key: str, stamp: int) -> dict[str, np.ndarray] | None:
     return evaluate.load_per_image(checkpoint_path(key), weights_digest(_model))
 
 
-def evaluated_log_px(_model, key: str, ref: ImageRef) -> tuple[float, float] | None:
-    """The evaluation's quadrature log p(x) and error estimate for a test image it covered (the same
-    ``quadrature.refine``, so the results table's numbers), else None."""
+@st.cache_data(max_entries=64, show_spinner=False)
+def image_log_px(_model, key: str, ref: ImageRef) -> tuple[float, float]:
+    """Quadrature log p(x) of one image and its error estimate: the evaluation's numbers for a test image it covered
+    (the same ``quadrature.refine``, so the results table's numbers), else computed here."""
     numbers = evaluated(_model, key)
     if numbers is not None and not image_ref.is_own_digit(ref) and ref < len(numbers["log_px_quadrature"]):
         return float(numbers["log_px_quadrature"][ref]), float(numbers["quadrature_error"][ref])
-    return None
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def image_log_px(_model, key: str, ref: ImageRef) -> tuple[float, float]:
-    """Quadrature log p(x) of one image and its error estimate: the evaluation's numbers, else computed here."""
-    known = evaluated_log_px(_model, key, ref)
-    if known is not None:
-        return known
     q = quadrature.refine_image(_model, global_grid(_model, key), image_x(ref))
     return q.log_px, q.error_estimate
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def image_grid(_model, key: str, ref: ImageRef) -> posterior.ImageGrid:
-    """The image's window grid. Where the evaluation has the image's log p(x), only the quadrature's first stage
-    (the window) is computed here: 44 against 153 ms for iwae-k50, median of 25 test images (docs/benchmarks.md)."""
-    known = evaluated_log_px(_model, key, ref)
-    return posterior.image_grid(_model, global_grid(_model, key), image_x(ref), log_px=known)
+    """The image's window grid, its log p(x) from ``image_log_px``: only the quadrature's first stage (the window)
+    is computed here, 44 against 153 ms for the whole quadrature (iwae-k50, median of 25 test images,
+    docs/benchmarks.md)."""
+    return posterior.image_grid(_model, global_grid(_model, key), image_x(ref), log_px=image_log_px(_model, key, ref))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

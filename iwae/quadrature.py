@@ -346,7 +346,7 @@ def refine(model: VAE, grid: GlobalGrid, x: torch.Tensor, j_coarse: torch.Tensor
 
 
 def _stage_points(coarse_points: torch.Tensor, coarse_joint: torch.Tensor, log_area0: float,
-                  cells: "_Cells") -> QuadraturePoints:
+                  cells: _Cells) -> QuadraturePoints:
     """The coarse cells left as they are and the active cells' midpoint points at their current levels."""
     points, log_joint, log_area = cells.points()
     return QuadraturePoints(torch.cat([coarse_points, points]), torch.cat([coarse_joint, log_joint]),
