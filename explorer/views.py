@@ -31,6 +31,14 @@ DEFAULT_SUBSET = 50
 TOY_PROGRESS_EVERY = 25  # Adam steps between progress-bar updates of a toy fit
 DEFAULT_TOY_TARGET = "banana"
 DEFAULT_TOY_K = 100  # when the sidebar's K is not one of toy.K_CHOICES
+# The per-image caches hold a class: 30 students, each with two models and up to three images in view (the one
+# shown, the one before it, another page's) need 180 entries. At 32, the students' image changes evicted each
+# other's window grids and pools within the ten seconds between two K changes, and each K change computed them again
+# (docs/benchmarks.md, "Night of 2026-12-03: the class's caches"). Full, they hold about 230 MB: per entry, the
+# window grid 266 kB, the pool 241 kB, the fixed figure 183 kB, the posterior view 133 kB, the resampled images
+# 101 kB, q_IW at one K 66 kB.
+CLASS_ENTRIES = 192
+PER_K_ENTRIES = 4 * CLASS_ENTRIES  # the views per image and K: a student moves K across its range
 
 
 def toy_k_for(k: int) -> int:
@@ -57,7 +65,7 @@ def latent_means(_model, key: str) -> tuple[np.ndarray, np.ndarray]:
     return mu.numpy(), sd.numpy()
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_data(max_entries=CLASS_ENTRIES, show_spinner=False)
 def image_mean(_model, key: str, ref: ImageRef) -> np.ndarray:
     """The encoder mean mu(x) (2,) of the chosen image (test or own)."""
     if not image_ref.is_own_digit(ref):
@@ -107,7 +115,7 @@ def _evaluated(_model, key: str, stamp: int) -> dict[str, np.ndarray] | None:
     return evaluate.load_per_image(checkpoint_path(key), weights_digest(_model))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_data(max_entries=CLASS_ENTRIES, show_spinner=False)
 def image_log_px(_model, key: str, ref: ImageRef) -> tuple[float, float]:
     """Quadrature log p(x) of one image and its error estimate: the evaluation's numbers for a test image it covered
     (the same ``quadrature.refine``, so the results table's numbers), else computed here."""
@@ -118,7 +126,7 @@ def image_log_px(_model, key: str, ref: ImageRef) -> tuple[float, float]:
     return q.log_px, q.error_estimate
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=CLASS_ENTRIES, show_spinner=False)
 def image_grid(_model, key: str, ref: ImageRef) -> posterior.ImageGrid:
     """The image's window grid, its log p(x) from ``image_log_px``: only the quadrature's first stage (the window)
     is computed here, 44 against 153 ms for the whole quadrature (iwae-k50, median of 25 test images,
@@ -126,13 +134,13 @@ def image_grid(_model, key: str, ref: ImageRef) -> posterior.ImageGrid:
     return posterior.image_grid(_model, global_grid(_model, key), image_x(ref), log_px=image_log_px(_model, key, ref))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=CLASS_ENTRIES, show_spinner=False)
 def proposal_pool(_model, key: str, ref: ImageRef, seed: int) -> posterior.Pool:
     size = posterior.pool_size_for(max(K_CHOICES))
     return posterior.proposal_pool(_model, image_x(ref), size, generator(seed, "pool", ref))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=CLASS_ENTRIES, show_spinner=False)
 def posterior_view(_model, key: str, ref: ImageRef) -> dict:
     """Per image, independent of K: the window, log q and log p(z|x) images, TV and KL of q."""
     g = image_grid(_model, key, ref)
@@ -153,7 +161,7 @@ def posterior_view(_model, key: str, ref: ImageRef) -> dict:
     }
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
+@st.cache_data(max_entries=PER_K_ENTRIES, show_spinner=False)
 def qiw_view(_model, key: str, ref: ImageRef, seed: int, k: int) -> dict:
     """Per K: log q_IW on the image's window (shared pool and grid), its integral, TV and KL to p."""
     g = image_grid(_model, key, ref)
@@ -168,7 +176,7 @@ def qiw_view(_model, key: str, ref: ImageRef, seed: int, k: int) -> dict:
     }
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
+@st.cache_data(max_entries=PER_K_ENTRIES, show_spinner=False)
 def sir_overlay(_model, key: str, ref: ImageRef, seed: int, k: int) -> dict:
     """SIR draws for the posterior overlay, resampled from the image's pool of q draws (no decoder call)."""
     pool = proposal_pool(_model, key, ref, seed)
@@ -176,12 +184,12 @@ def sir_overlay(_model, key: str, ref: ImageRef, seed: int, k: int) -> dict:
     return {"z": draws.z.numpy(), "ess": float(draws.ess.double().mean()), "shared": not draws.independent}
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=CLASS_ENTRIES, show_spinner=False)
 def q_overlay(_model, key: str, ref: ImageRef, seed: int) -> np.ndarray:
     return sir.q_samples(_model, image_x(ref), N_Q_OVERLAY, generator(seed, "q-overlay", ref)).numpy()
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=CLASS_ENTRIES, show_spinner=False)
 def posterior_fixed_figure(_model, key: str, ref: ImageRef, seed: int) -> dict:
     """The (q | p) figure of the Posteriors page as a plain dict, built once per model, image and seed: a K change
     then builds only the K figure. A dict from st.cache_data, a copy per call: a plotly Figure object shared between
@@ -193,7 +201,7 @@ def posterior_fixed_figure(_model, key: str, ref: ImageRef, seed: int) -> dict:
                                           sigma=view["sigma"], q_resolved=view["q_resolved"]).to_dict()
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=CLASS_ENTRIES, show_spinner=False)
 def image_curve(_model, key: str, ref: ImageRef, seed: int) -> curves.BoundCurve:
     """L_K for every K of the slider, for one image, from disjoint blocks of the image's pool of draws from q (the
     pool behind q_IW and the SIR overlay: no decoder pass of its own)."""
@@ -215,7 +223,7 @@ def subset_curve(_model, key: str, n_images: int) -> dict:
             "shipped": views is not None}
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=CLASS_ENTRIES, show_spinner=False)
 def resample(_model, key: str, ref: ImageRef, seed: int, k: int, draw: int) -> dict:
     """Decoded means of N_RESAMPLE plain q draws and of N_RESAMPLE independent SIR draws at K."""
     x = image_x(ref)

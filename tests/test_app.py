@@ -746,6 +746,46 @@ def test_the_warm_up_builds_every_models_global_grid(model_dir, tmp_path, monkey
     assert len(cat.checkpoints) == 3 and built == []
 
 
+def test_a_class_of_students_images_stay_cached_and_the_caches_stay_bounded(model_dir, monkeypatch):
+    """30 students, each with two models and three images in view: every image's window grid, log p(x) and pool of
+    draws is computed once, so a K change finds them (at 32 entries the students' image changes evicted each other's,
+    and a K change computed them again under bench/load_sessions.py). Past CLASS_ENTRIES more, the oldest is computed
+    again: the memory stays bounded. The computations are stand-ins that count calls; the caches are the app's."""
+    from explorer import views
+    from iwae import posterior, quadrature
+
+    calls: list[str] = []
+    monkeypatch.setattr(quadrature, "global_grid", lambda model: "grid")
+    monkeypatch.setattr(quadrature, "refine_image", lambda model, grid, x: (
+        calls.append("log_px"), dataclasses.make_dataclass("Q", ["log_px", "error_estimate"])(-100.0, 1e-3))[1])
+    monkeypatch.setattr(posterior, "image_grid", lambda model, grid, x, log_px: (calls.append("grid"), log_px)[1])
+    monkeypatch.setattr(posterior, "proposal_pool", lambda model, x, size, generator: (calls.append("pool"), size)[1])
+    cat = explorer_data.load_catalog(model_dir)
+    models = [(c.model, explorer_data.model_key(c)) for c in cat.checkpoints.values()]
+    assert len(models) == 2
+
+    def views_of(student: int, image: int) -> None:
+        ref = 1000 + 3 * student + image  # test images the evaluation file does not cover: log p(x) is computed
+        for model, key in models:
+            views.image_grid(model, key, ref)
+            views.proposal_pool(model, key, ref, 0)
+
+    for cached in (views.image_log_px, views.image_grid, views.proposal_pool):
+        cached.clear()
+    for student in range(30):
+        for image in range(3):
+            views_of(student, image)
+    assert len(calls) == 30 * 3 * 2 * 3 <= 3 * views.CLASS_ENTRIES
+    calls.clear()
+    views_of(0, 0)  # the first student's first image, after every other student's three
+    assert calls == []
+    for student in range(30, 30 + views.CLASS_ENTRIES // 2):  # as many (model, image) views again: the cache is full
+        views_of(student, 0)
+    calls.clear()
+    views_of(0, 1)
+    assert sorted(calls) == ["grid", "grid", "log_px", "log_px", "pool", "pool"]
+
+
 def test_bounds_page_takes_log_px_from_the_evaluation_of_these_weights(model_dir, tmp_path, monkeypatch):
     """A test image's quadrature log p(x) on the Bounds page comes from the model's per-image evaluation file when
     the file records these weights (the evaluation's own number, no quadrature of the page's); a file recording other
