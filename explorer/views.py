@@ -243,12 +243,12 @@ def resample(_model, key: str, ref: ImageRef, seed: int, k: int, draw: int) -> d
 
 @st.cache_resource(show_spinner=False)
 def shipped_toy_fits() -> dict:
-    """The toy fits shipped for the default seed (scripts/precompute_views.py); empty when absent or stale."""
+    """The toy fits shipped for seeds 0-9 (scripts/precompute_views.py); empty when absent or stale."""
     return precomputed.load_toy_fits(catalog.checkpoint_dir() / precomputed.TOY_FITS_FILE)
 
 
 def toy_fit(target: str, k: int, seed: int) -> toy.GaussianFit:
-    """q fitted by L_K (K = 1: the ELBO): the shipped fit for the default seed, else fitted here."""
+    """q fitted by L_K (K = 1: the ELBO): the shipped fit (seeds 0-9), else fitted here."""
     return shipped_toy_fits().get((target, k, seed)) or _fit_live(target, k, seed)
 
 

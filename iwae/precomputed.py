@@ -34,7 +34,8 @@ SUBSET_SAMPLES = 5_000  # draws from q per image behind it
 SUBSET_SEED = 0  # its draws: generator(SUBSET_SEED, "subset", n), whatever seed the viewer chose elsewhere
 VIEWS_SUFFIX = ".views.npz"
 TOY_FITS_FILE = "toy-fits.npz"
-TOY_SEED = 0  # the shipped toy fits: the explorer's default seed
+TOY_SEEDS = tuple(range(10))  # the shipped toy fits: the explorer's default seed, 0, and the next nine, which a teacher
+# steps through to show how the fits vary (36 fits per seed, about 15 s on one core)
 
 
 def views_path(checkpoint: Path | str) -> Path:
@@ -119,14 +120,19 @@ def load_model_views(path: Path | str, model: VAE, ks) -> ModelViews | None:
 # Toy fits
 
 
-def compute_toy_fits(seed: int = TOY_SEED, progress=None) -> list[toy.GaussianFit]:
-    """The fits the toy page shows at ``seed``: every target, by the ELBO and by L_K for every K of toy.K_CHOICES."""
+def toy_fit_keys(seeds=TOY_SEEDS) -> list[tuple[str, int, int]]:
+    """(target, K, seed) of every fit the toy page shows at these seeds: every target, by the ELBO and by L_K for
+    every K of toy.K_CHOICES."""
+    return [(target, k, seed) for seed in seeds for target in toy.TARGETS for k in toy.K_CHOICES]
+
+
+def compute_toy_fits(keys, progress=None) -> list[toy.GaussianFit]:
+    """The fits named by ``keys`` ((target, K, seed), as from ``toy_fit_keys``)."""
     fits = []
-    for target in toy.TARGETS:
-        for k in toy.K_CHOICES:
-            if progress is not None:
-                progress(f"{target}, K = {k}")
-            fits.append(toy.fit_gaussian(target, k, seed=seed))
+    for target, k, seed in keys:
+        if progress is not None:
+            progress(f"{target}, K = {k}, seed {seed}")
+        fits.append(toy.fit_gaussian(target, k, seed=seed))
     return fits
 
 

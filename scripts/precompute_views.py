@@ -6,7 +6,8 @@ checkpoints (iwae/precomputed.py says what and why):
 - ``<name>.views.npz`` for each named checkpoint (default: every checkpoint in the folder): the latent means of the
   10,000 test images, their 5-NN accuracy, and L_K against K over the first 10 / 20 / 50 / 100 test images with
   their mean quadrature log p(x); about 1 minute per model on one core;
-- ``toy-fits.npz``: the toy page's fits at the default seed, every target and K; about 1 minute.
+- ``toy-fits.npz``: the toy page's fits at seeds 0-9 (``precomputed.TOY_SEEDS``), every target and K; about
+  15 s per seed.
 A file already made from the same weights is skipped (``--force`` recomputes it: after a change to the quadrature or
 the curves). Rerun after retraining a model: the explorer ignores a file made from other weights and computes the
 views live (slowly) instead.
@@ -48,14 +49,17 @@ def model_views(path: Path, images: torch.Tensor, labels, force: bool = False) -
 
 
 def toy_fits(folder: Path) -> None:
+    """The fits missing from the toy-fits file (all of them when it is absent or stale), written with those it has."""
     out = folder / precomputed.TOY_FITS_FILE
-    if precomputed.load_toy_fits(out):
+    have = precomputed.load_toy_fits(out)
+    missing = [key for key in precomputed.toy_fit_keys() if key not in have]
+    if not missing:
         log(f"{out.name}: up to date")
         return
     started = time.time()
-    fits = precomputed.compute_toy_fits(progress=lambda what: log(f"toy fit: {what}"))
-    precomputed.save_toy_fits(out, fits)
-    log(f"wrote {out} ({time.time() - started:.0f} s)")
+    fits = precomputed.compute_toy_fits(missing, progress=lambda what: log(f"toy fit: {what}"))
+    precomputed.save_toy_fits(out, list(have.values()) + fits)
+    log(f"wrote {out} ({len(missing)} new fits, {time.time() - started:.0f} s)")
 
 
 def main(argv=None) -> int:
