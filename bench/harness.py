@@ -223,6 +223,9 @@ PAGE_DRAWN = """staticProgress => {
   const charts = Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'));
   if (!charts.every(c => { const gd = c.querySelector('.js-plotly-plot');
                            return gd && gd._fullLayout && gd.querySelector('.main-svg'); })) return false;
+  // the app's own chart component (explorer/chart.py): its div is the plotly chart
+  if (!Array.from(document.querySelectorAll('.iwae-chart'))
+        .every(gd => gd._fullLayout && gd.querySelector('.main-svg'))) return false;
   return Array.from(document.querySelectorAll('[data-testid="stMain"] img'))
     .every(i => i.complete && i.naturalWidth > 0);
 }"""

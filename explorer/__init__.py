@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import importlib
 
-SUBMODULES = ("boot", "data", "downloads", "estimator", "frame", "legacy", "lesson", "lesson_ui", "parallel",
+SUBMODULES = ("boot", "chart", "data", "downloads", "estimator", "frame", "legacy", "lesson", "lesson_ui", "parallel",
               "presenter", "presets", "results", "sidebar", "state", "threads", "views", "warm", "widgets")
 
 

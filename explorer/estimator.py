@@ -14,7 +14,7 @@ from iwae.estimator_figures import estimator_figure
 from iwae.image_ref import ImageRef
 from iwae.rng import generator
 
-from . import presenter, widgets
+from . import chart, presenter, widgets
 from .data import image_x, model_key
 from .state import ViewState
 
@@ -58,8 +58,8 @@ def panel(ckpt: Checkpoint, state: ViewState, side: str, draw: int, height: int 
     """One model's draw: the figure and its numbers."""
     with st.spinner(f"{state.k} draws from q for {ckpt.name}…"):
         d = estimator_draw(ckpt.model, model_key(ckpt), state.image_ref, state.seed, state.k, draw)
-    st.plotly_chart(presenter.style(estimator_figure(d, height=height), height=height + 40),
-                    key=f"estimator_{side}", config=widgets.PLOTLY_CONFIG)
+    chart.plotly_chart(presenter.style(estimator_figure(d, height=height), height=height + 40),
+                       key=f"estimator_{side}", config=widgets.PLOTLY_CONFIG)
     return d
 
 

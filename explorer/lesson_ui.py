@@ -10,7 +10,7 @@ import streamlit as st
 from iwae import figures, snr, snr_figures, toy, toy_figures
 from iwae.catalog import Catalog
 
-from . import estimator, lesson, presenter, results, sidebar, views, widgets
+from . import chart, estimator, lesson, presenter, results, sidebar, views, widgets
 from .data import image_x, model_key, test_set
 from .lesson import STEPS, ImageChoice, Step
 from .state import ViewState
@@ -87,7 +87,7 @@ def header(cat: Catalog, state: ViewState, number: int) -> None:
 
 
 def _chart(fig: go.Figure, key: str, height: int) -> None:
-    st.plotly_chart(presenter.style(fig, height=height + 60), key=key, config=widgets.PLOTLY_CONFIG)
+    chart.plotly_chart(presenter.style(fig, height=height + 60), key=key, config=widgets.PLOTLY_CONFIG)
 
 
 def _pair(cat: Catalog, state: ViewState):

@@ -48,7 +48,7 @@ for side, col, name, ckpt in columns:
     model = ckpt.model
     curve, (log_px, log_px_error) = computed[name]
     with col:
-        st.plotly_chart(
+        explorer.chart.plotly_chart(
             figures.bound_curve_figure(curve.ks, curve.mean, curve.spread, log_px,
                                        title=title[0].upper() + title[1:]),
             key=f"curve_image_{side}", config=widgets.PLOTLY_CONFIG,
@@ -59,7 +59,7 @@ for side, col, name, ckpt in columns:
         with st.spinner(f"L_K and quadrature for the first {subset} test images ({name}); computed once…"):
             sub = views.subset_curve(model, key, subset)
         c = sub["curve"]
-        st.plotly_chart(
+        explorer.chart.plotly_chart(
             figures.bound_curve_figure(c.ks, c.mean, c.spread, sub["log_px"], "mean log p(x), quadrature",
                                        title=f"Average over the first {subset} test images"),
             key=f"curve_subset_{side}", config=widgets.PLOTLY_CONFIG,
@@ -86,8 +86,8 @@ for side, col, name, ckpt in widgets.columns(cat, state):
     key = data.model_key(ckpt)
     history = explorer.results.history_rows(ckpt.metadata)
     with col:
-        st.plotly_chart(figures.training_figure(history, title=f"{name}: bound per epoch"),
-                        key=f"training_{side}", config=widgets.PLOTLY_CONFIG)
+        explorer.chart.plotly_chart(figures.training_figure(history, title=f"{name}: bound per epoch"),
+                                    key=f"training_{side}", config=widgets.PLOTLY_CONFIG)
         last = history[-1] if history else {}
         st.caption(
             f"{len(history)} epochs recorded. Training bound: mean over the epoch's minibatches (dynamic "
@@ -143,7 +143,8 @@ else:
         st.warning(f"The gradient-SNR file cannot be used: {exc}. Regenerate it with:", icon=":material/warning:")
         st.code(snr.SCRIPT_COMMAND, language="bash")
     else:
-        st.plotly_chart(snr_figures.snr_figure(snr_data), key="gradient_snr", config=widgets.PLOTLY_CONFIG)
+        explorer.chart.plotly_chart(snr_figures.snr_figure(snr_data), key="gradient_snr",
+                                    config=widgets.PLOTLY_CONFIG)
         st.caption(snr_figures.protocol_caption(snr_data) + " Both estimators use the same draws for each K, so "
                    "their decoder lines coincide (DReG changes only the encoder's gradient). Below the grey line "
                    "an estimate is not resolved from an SNR of 0 by M draws. Computed by "

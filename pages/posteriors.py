@@ -52,8 +52,8 @@ for side, col, name, _ckpt in columns:
         moving = figures.posterior_k_figure(view["x_axis"], view["y_axis"], view["log_q"], qiw["log_qiw"],
                                             view["log_p"], k, sir_draws=sir_draws["z"], mu=view["mu"],
                                             sigma=view["sigma"], q_resolved=view["q_resolved"])
-        st.plotly_chart(fixed, key=f"posterior_{side}", config=widgets.PLOTLY_CONFIG)
-        st.plotly_chart(moving, key=f"posterior_k_{side}", config=widgets.PLOTLY_CONFIG)
+        explorer.chart.plotly_chart(fixed, key=f"posterior_{side}", config=widgets.PLOTLY_CONFIG)
+        explorer.chart.plotly_chart(moving, key=f"posterior_k_{side}", config=widgets.PLOTLY_CONFIG)
         if not view["q_resolved"]:
             st.info(f"q(z|x) is narrower (σ = {view['sigma'].min():.3f}) than the display grid resolves "
                     f"(spacing {view['x_axis'][1] - view['x_axis'][0]:.3f}): its exact 2-sd ellipse is drawn.",

@@ -63,7 +63,7 @@ with fits:
     with st.spinner("q and q_IW on the grid…"):
         result = views.toy_result(target, k, seed, elbo_fit, iwae_fit)
 
-st.plotly_chart(toy_figures.toy_figure(result), key="toy_figure", config=widgets.PLOTLY_CONFIG)
+explorer.chart.plotly_chart(toy_figures.toy_figure(result), key="toy_figure", config=widgets.PLOTLY_CONFIG)
 st.caption(
     f"Colour: log density on one scale for all five panels, clipped to {toy_figures.DENSITY_SPAN:.0f} nats below "
     f"the highest maximum. White: each q's 2-sd ellipse; dotted: the target's contour "
@@ -99,7 +99,8 @@ rows = [
 ]
 left.markdown(widgets.numbers_markdown(rows, header=("quantity", "ELBO fit", "IWAE fit", "note")))
 with right:
-    st.plotly_chart(toy_figures.fit_trace_figure(result), key="toy_trace", config=widgets.PLOTLY_CONFIG)
+    explorer.chart.plotly_chart(toy_figures.fit_trace_figure(result), key="toy_trace",
+                                config=widgets.PLOTLY_CONFIG)
     st.caption("The minibatch bound at every step of both fits; dashed: the exact log Z.")
 if max(abs(e.mass_qiw - 1), abs(i.mass_qiw - 1)) > 0.1:
     st.warning("An integral of q_IW is more than 10% from 1: its Monte Carlo estimate (the other K − 1 weights "

@@ -25,6 +25,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from explorer import chart as explorer_chart
 from explorer import data as explorer_data
 from explorer import legacy, results, threads
 from explorer import state as view
@@ -143,7 +144,27 @@ def _chart_specs(at: AppTest) -> list[dict]:
             return [decode(v) for v in value]
         return value
 
-    return [decode(json.loads(chart.proto.spec)) for chart in at.get("plotly_chart")]
+    def spec(chart) -> str:
+        return chart.proto.spec if chart.type == "plotly_chart" else json.loads(chart.proto.json)["figure"]
+
+    return [decode(json.loads(spec(chart))) for chart in _charts(at)]
+
+
+def _charts(at: AppTest) -> list:
+    """Every plotly chart on the page, in page order: ``st.plotly_chart`` elements (the latent scatter) and the app's
+    chart component (explorer.chart)."""
+    found = []
+
+    def walk(block) -> None:
+        for node in block.children.values():
+            if node.type == "plotly_chart" or (node.type == "bidi_component"
+                                               and node.proto.component_name == explorer_chart.COMPONENT_NAME):
+                found.append(node)
+            elif hasattr(node, "children"):
+                walk(node)
+
+    walk(at.main)
+    return found
 
 
 def _assert_posterior_charts_not_blank(at: AppTest) -> None:
@@ -201,7 +222,7 @@ def test_every_page_inside_the_frame_with_both_models(app):
     charts = {}
     for page in CORE_PAGES:
         _open(at, page)
-        charts[page] = len(at.get("plotly_chart"))
+        charts[page] = len(_charts(at))
         if page == "pages/latent.py":  # the scatter as sent: every test image, by digit
             scatter = _chart_specs(at)[0]
             digits = [t for t in scatter["data"] if t.get("meta") == "digit"]
@@ -357,7 +378,7 @@ def test_toy_targets_page_fits_live_and_changes_with_k(app):
     """The toy page through app.py: both fits, the five-panel figure; another target and K rerun cleanly."""
     at = app({"k": "5"})
     _open(at, "pages/toy.py")
-    assert len(at.get("plotly_chart")) == 2  # the densities and the fits' traces
+    assert len(_charts(at)) == 2  # the densities and the fits' traces
     heatmaps = [t for t in _chart_specs(at)[0]["data"] if t["type"] == "heatmap"]
     assert len(heatmaps) == 5 and all(np.isfinite(np.asarray(t["z"], dtype=float)).all() for t in heatmaps)
     at.selectbox(key="toy_target").set_value("mixture")
@@ -383,7 +404,7 @@ def test_bounds_page_shows_the_gradient_snr_file_or_says_what_is_wrong(model_dir
     (tmp_path / "gradient-snr.json").write_text('{"protocol": {}}')
     at.run()
     _assert_frame(at)
-    assert len(at.get("plotly_chart")) == 6
+    assert len(_charts(at)) == 6
     assert any("gradient_snr.py" in w.value or "gradient_snr.py" in c.value for w in at.warning for c in at.code)
 
 
@@ -512,7 +533,7 @@ def test_one_corrupt_checkpoint_is_reported_and_the_others_work(model_dir, tmp_p
     assert any("vae-k1" in w.value and "could not be loaded" in w.value for w in at.warning)
     assert [o.split(" ")[0] for o in at.sidebar.selectbox(key="model_a").options] == ["iwae-k50"]
     _open(at, "pages/posteriors.py")
-    assert len(at.get("plotly_chart")) == 4  # the good model, in both columns
+    assert len(_charts(at)) == 4  # the good model, in both columns
     assert any("vae-k1" in w.value for w in at.warning)
 
 

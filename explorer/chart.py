@@ -1,0 +1,89 @@
+"""Plotly charts drawn by a small component of the app's own instead of ``st.plotly_chart``.
+
+Streamlit 1.67's plotly element draws every new or changed figure twice: once hidden before its width is measured,
+then again at that width, each time from scratch (docs/benchmarks.md, "Evening of 2026-12-03"). This component keeps
+one chart div per key and calls ``Plotly.react`` on it once per change, so a new image redraws each chart once and in
+place. On the Posteriors page an image change took 1.10 s against 1.70 s (docs/benchmarks.md, "Night of 2026-12-03").
+
+plotly.js comes from the installed plotly package: it is copied once into ``static/`` beside app.py, which Streamlit
+serves (``server.enableStaticServing`` in .streamlit/config.toml), and the browser loads it on the first chart. Where
+the copy cannot be written (a read-only checkout), charts fall back to ``st.plotly_chart``. The latent scatter stays
+an ``st.plotly_chart``: its click and box selection come from Streamlit's element.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+
+import plotly
+import plotly.io
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parents[1]
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+STATIC_COPY = ROOT / "static" / PLOTLY_JS.name  # served at app/static/plotly.min.js
+COMPONENT_NAME = "iwae_plotly_chart"
+CHART_CLASS = "iwae-chart"  # the chart div's class (the browser tests and bench/harness.py look for it)
+DEFAULT_HEIGHT = 450  # plotly's, for a figure without one: the space kept while plotly.js loads
+
+# Runs in the page (no iframe). One div per component instance, kept across reruns; each call draws the figure into
+# it with Plotly.react, after the previous draw (calls come in order, draws finish in order); an unchanged figure is
+# left as drawn.
+_JS = """
+let loading = null;
+function loadPlotly() {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!loading) loading = new Promise((resolve, reject) => {
+    const script = document.createElement('script');
+    script.src = './app/static/plotly.min.js';
+    script.onload = () => resolve(window.Plotly);
+    script.onerror = () => { loading = null; reject(new Error('plotly.js did not load')); };
+    document.head.appendChild(script);
+  });
+  return loading;
+}
+export default function(component) {
+  const { data, parentElement } = component;
+  let div = parentElement.querySelector('div.%(cls)s');
+  if (!div) {
+    div = document.createElement('div');
+    div.className = '%(cls)s';
+    div.style.width = '100%%';
+    parentElement.appendChild(div);
+  }
+  if (div.__spec === data.figure) return;  // a rerun that left this figure as it was
+  div.__spec = data.figure;
+  const figure = JSON.parse(data.figure);
+  div.style.minHeight = (figure.layout.height || %(height)d) + 'px';
+  const config = Object.assign({responsive: true}, data.config);
+  div.__drawn = (div.__drawn || Promise.resolve())
+    .then(() => loadPlotly())
+    .then(Plotly => Plotly.react(div, figure.data, figure.layout, config))
+    .catch(error => { div.textContent = 'This chart could not be drawn: ' + error.message; });
+}
+""" % {"cls": CHART_CLASS, "height": DEFAULT_HEIGHT}
+
+
+@functools.cache
+def _component():
+    """The registered component, or None when plotly.js cannot be served (then ``st.plotly_chart`` is used)."""
+    try:
+        if not STATIC_COPY.is_file() or STATIC_COPY.read_bytes() != PLOTLY_JS.read_bytes():
+            STATIC_COPY.parent.mkdir(exist_ok=True)
+            tmp = STATIC_COPY.with_suffix(".tmp")
+            shutil.copyfile(PLOTLY_JS, tmp)
+            tmp.replace(STATIC_COPY)
+    except OSError:
+        return None
+    return st.components.v2.component(COMPONENT_NAME, js=_JS, isolate_styles=False)
+
+
+def plotly_chart(figure, key: str, config: dict | None = None) -> None:
+    """Draw a plotly figure (a Figure or its dict) under ``key``, kept in place across reruns."""
+    component = _component()
+    if component is None:
+        st.plotly_chart(figure, key=key, config=config)
+        return
+    component(data={"figure": plotly.io.to_json(figure, validate=False), "config": config or {}}, key=key)
