@@ -18,7 +18,7 @@ import pandas  # noqa: F401
 import plotly.graph_objects as go
 import streamlit as st
 
-from . import legacy
+from . import chart, legacy
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
@@ -51,8 +51,9 @@ def warm_up_browser():
     placeholder = st.empty()
     if _WARMED not in st.session_state:
         st.session_state[_WARMED] = True
-        placeholder.plotly_chart(_WARM_UP_FIGURE, config={"staticPlot": True, "displayModeBar": False},
-                                 key="_browser_warm_up")
+        with placeholder:
+            chart.plotly_chart(_WARM_UP_FIGURE, key="_browser_warm_up",
+                               config={"staticPlot": True, "displayModeBar": False})
     return placeholder
 
 

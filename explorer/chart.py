@@ -7,14 +7,16 @@ place. On the Posteriors page an image change took 1.10 s against 1.70 s (docs/b
 
 plotly.js comes from the installed plotly package: it is copied once into ``static/`` beside app.py, which Streamlit
 serves (``server.enableStaticServing`` in .streamlit/config.toml), and the browser loads it on the first chart. Where
-the copy cannot be written (a read-only checkout), charts fall back to ``st.plotly_chart``. The latent scatter stays
-an ``st.plotly_chart``: its click and box selection come from Streamlit's element.
+the copy cannot be written (a read-only checkout), charts fall back to ``st.plotly_chart``. A chart drawn with
+``on_select`` (the latent scatter) sends a click or a box selection back in the shape of Streamlit's own plotly
+selection event.
 """
 
 from __future__ import annotations
 
 import functools
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import plotly
@@ -61,7 +63,20 @@ export default function(component) {
   div.__drawn = (div.__drawn || Promise.resolve())
     .then(() => loadPlotly())
     .then(Plotly => Plotly.react(div, figure.data, figure.layout, config))
+    .then(() => { if (data.select && !div.__selecting) listen(div); })
     .catch(error => { div.textContent = 'This chart could not be drawn: ' + error.message; });
+  div.__send = component.setTriggerValue;
+}
+// A click (clickmode "event+select") or a box selection, sent as Streamlit's own plotly selection event is shaped.
+function listen(div) {
+  div.__selecting = true;
+  div.on('plotly_selected', event => {
+    if (!event || !event.points || !event.points.length) return;
+    const points = event.points.map(p => ({curve_number: p.curveNumber, point_number: p.pointNumber,
+                                           point_index: p.pointIndex, x: p.x, y: p.y}));
+    const box = event.range ? [{x: event.range.x, y: event.range.y}] : [];
+    div.__send('selection', {points: points, box: box});
+  });
 }
 """ % {"cls": CHART_CLASS, "height": DEFAULT_HEIGHT}
 
@@ -80,10 +95,20 @@ def _component():
     return st.components.v2.component(COMPONENT_NAME, js=_JS, isolate_styles=False)
 
 
-def plotly_chart(figure, key: str, config: dict | None = None) -> None:
-    """Draw a plotly figure (a Figure or its dict) under ``key``, kept in place across reruns."""
+def plotly_chart(figure, key: str, config: dict | None = None, on_select: Callable[[], None] | None = None) -> None:
+    """Draw a plotly figure (a Figure or its dict) under ``key``, kept in place across reruns. ``on_select``: called
+    when the user clicks a point or box-selects; ``selection(key)`` then says what was chosen."""
     component = _component()
     if component is None:
-        st.plotly_chart(figure, key=key, config=config)
+        selecting = {"on_select": on_select, "selection_mode": ("points", "box")} if on_select else {}
+        st.plotly_chart(figure, key=key, config=config, **selecting)
         return
-    component(data={"figure": plotly.io.to_json(figure, validate=False), "config": config or {}}, key=key)
+    data = {"figure": plotly.io.to_json(figure, validate=False), "config": config or {}, "select": bool(on_select)}
+    component(data=data, key=key, **({"on_selection_change": on_select} if on_select else {}))
+
+
+def selection(key: str) -> dict | None:
+    """The selection event of the chart drawn under ``key`` (in its ``on_select`` callback): Streamlit's plotly
+    selection, {"points": [{"curve_number", "point_index", ...}], "box": [{"x": [x0, x1], "y": [y0, y1]}]}."""
+    event = st.session_state.get(key) or {}
+    return event.get("selection")

@@ -51,14 +51,12 @@ for side, col, _name, ckpt in widgets.columns(cat, state):
     chart_key = f"scatter_{side}"
 
     def on_select(fig=fig, chart_key=chart_key) -> None:
-        event = st.session_state.get(chart_key) or {}
-        index = figures.selection_to_index(fig, event.get("selection"))
+        index = figures.selection_to_index(fig, explorer.chart.selection(chart_key))
         if index is not None:
             explorer.sidebar.set_image(index, labels)
 
     with col:
-        st.plotly_chart(fig, key=chart_key, on_select=on_select, selection_mode=("points", "box"),
-                        config=widgets.PLOTLY_CONFIG)
+        explorer.chart.plotly_chart(fig, key=chart_key, on_select=on_select, config=widgets.PLOTLY_CONFIG)
         a, b = st.columns(2)
         m1, m2 = float(mu_x[0]), float(mu_x[1])
         widgets.show_image(a, figures.digit_image(views.decode(ckpt.model, key, m1, m2), 4),
@@ -66,7 +64,7 @@ for side, col, _name, ckpt in widgets.columns(cat, state):
         widgets.show_image(b, figures.digit_image(views.decode(ckpt.model, key, float(z1), float(z2)), 4),
                           f"decoder mean at z = ({z1:.2f}, {z2:.2f})")
         picture = views.manifold(ckpt.model, key, n_tiles, window[0], window[1])
-        st.plotly_chart(
+        explorer.chart.plotly_chart(
             figures.manifold_figure(picture, n_tiles, window[0], window[1], mu=mu if overlay else None,
                                     labels=labels if overlay else None,
                                     title=f"Decoded manifold, {n_tiles} × {n_tiles} tiles"),
