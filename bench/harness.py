@@ -210,10 +210,11 @@ CHANGE_OBSERVER = """
 STATIC_PROGRESS = r"^Step \d+ of \d+"
 
 # True when nothing on the page is still being drawn or computed: no spinner, no progress bar other than
-# STATIC_PROGRESS, no skeleton (the placeholder of an element whose frontend code is still loading: in a new tab, each
-# plotly chart is a skeleton until Streamlit's 4.7 MB plotly chunk has been evaluated, 1-2.5 s after the run ended on
-# this machine, and the page is quiet meanwhile), every plotly chart drawn (its layout computed and its SVG made),
-# every picture in the main area loaded. A page that is not drawn at all (no main area) is not settled.
+# STATIC_PROGRESS, no skeleton (the placeholder of an element whose frontend code is still loading: in a new tab, a
+# Streamlit plotly element is a skeleton until its 4.7 MB plotly chunk has been evaluated, 1-2.5 s after the run ended
+# on this machine, and the page is quiet meanwhile), every plotly chart drawn (its layout computed and its SVG made:
+# Streamlit's elements and the app's chart component, whose div stays empty until plotly.js has loaded), every
+# picture in the main area loaded. A page that is not drawn at all (no main area) is not settled.
 PAGE_DRAWN = """staticProgress => {
   if (!document.querySelector('[data-testid="stMain"]')) return false;
   if (document.querySelector('[data-testid="stSpinner"], [data-testid="stSkeleton"]')) return false;

@@ -151,8 +151,8 @@ def _chart_specs(at: AppTest) -> list[dict]:
 
 
 def _charts(at: AppTest) -> list:
-    """Every plotly chart on the page, in page order: ``st.plotly_chart`` elements (the latent scatter) and the app's
-    chart component (explorer.chart)."""
+    """Every plotly chart on the page, in page order: the app's chart component (explorer.chart), and
+    ``st.plotly_chart`` elements, its fallback where plotly.js cannot be served."""
     found = []
 
     def walk(block) -> None:
