@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
+from explorer.chart import CHART_CLASS
+
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"  # where the browser tests put their full-page screenshots
 SERVER_START_S = 180  # launch to /_stcore/health ok: torch imports slowly on a loaded box
@@ -225,11 +227,11 @@ PAGE_DRAWN = """staticProgress => {
   if (!charts.every(c => { const gd = c.querySelector('.js-plotly-plot');
                            return gd && gd._fullLayout && gd.querySelector('.main-svg'); })) return false;
   // the app's own chart component (explorer/chart.py): its div is the plotly chart
-  if (!Array.from(document.querySelectorAll('.iwae-chart'))
+  if (!Array.from(document.querySelectorAll('.%s'))
         .every(gd => gd._fullLayout && gd.querySelector('.main-svg'))) return false;
   return Array.from(document.querySelectorAll('[data-testid="stMain"] img'))
     .every(i => i.complete && i.naturalWidth > 0);
-}"""
+}""" % CHART_CLASS
 
 # A drawn chart with data (app.py's empty warm-up chart does not count).
 FIRST_CHART = ("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"

@@ -15,7 +15,9 @@ selection event.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,7 +69,7 @@ export default function(component) {
     .catch(error => { div.textContent = 'This chart could not be drawn: ' + error.message; });
   div.__send = component.setTriggerValue;
 }
-// A click (clickmode "event+select") or a box selection, sent as Streamlit's own plotly selection event is shaped.
+// A click (clickmode "event+select") or a box selection, sent in the shape of Streamlit's plotly selection event.
 function listen(div) {
   div.__selecting = true;
   div.on('plotly_selected', event => {
@@ -81,18 +83,23 @@ function listen(div) {
 """ % {"cls": CHART_CLASS, "height": DEFAULT_HEIGHT}
 
 
+_registering = threading.Lock()  # two sessions' first charts may come at once
+
+
 @functools.cache
 def _component():
     """The registered component, or None when plotly.js cannot be served (then ``st.plotly_chart`` is used)."""
-    try:
-        if not STATIC_COPY.is_file() or STATIC_COPY.read_bytes() != PLOTLY_JS.read_bytes():
-            STATIC_COPY.parent.mkdir(exist_ok=True)
-            tmp = STATIC_COPY.with_suffix(".tmp")
-            shutil.copyfile(PLOTLY_JS, tmp)
-            tmp.replace(STATIC_COPY)
-    except OSError:
-        return None
-    return st.components.v2.component(COMPONENT_NAME, js=_JS, isolate_styles=False)
+    with _registering:
+        try:
+            if not STATIC_COPY.is_file() or STATIC_COPY.read_bytes() != PLOTLY_JS.read_bytes():
+                STATIC_COPY.parent.mkdir(exist_ok=True)
+                # written whole under a name of this process's own, then renamed: another server may share static/
+                tmp = STATIC_COPY.with_name(f".{STATIC_COPY.name}.{os.getpid()}.tmp")
+                shutil.copyfile(PLOTLY_JS, tmp)
+                tmp.replace(STATIC_COPY)
+        except OSError:
+            return None
+        return st.components.v2.component(COMPONENT_NAME, js=_JS, isolate_styles=False)
 
 
 def plotly_chart(figure, key: str, config: dict | None = None, on_select: Callable[[], None] | None = None) -> None:
