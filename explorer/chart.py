@@ -60,6 +60,9 @@ export default function(component) {
   if (div.__spec === data.figure) return;  // a rerun that left this figure as it was
   div.__spec = data.figure;
   const figure = JSON.parse(data.figure);
+  // the page's own font where a figure names none, as Streamlit's element does (plotly's default is wider)
+  const font = figure.layout.font || {};
+  if (!font.family) figure.layout.font = Object.assign({}, font, {family: getComputedStyle(parentElement).fontFamily});
   div.style.minHeight = (figure.layout.height || %(height)d) + 'px';
   const config = Object.assign({responsive: true}, data.config);
   div.__drawn = (div.__drawn || Promise.resolve())
