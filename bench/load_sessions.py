@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import datetime
 import itertools
 import os
@@ -736,10 +737,7 @@ def slowest_kinds(by_kind: dict[str, list[float]], share: float = 0.05) -> str:
     """Which actions make up the slowest ``share`` of all (what sets the p95): "open resampling 14, image 9"."""
     ranked = sorted(((s, kind) for kind, values in by_kind.items() for s in values), reverse=True)
     slowest = ranked[:max(1, round(share * len(ranked)))]
-    counts: dict[str, int] = {}
-    for _, kind in slowest:
-        counts[kind] = counts.get(kind, 0) + 1
-    return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items(), key=lambda item: -item[1]))
+    return ", ".join(f"{kind} {n}" for kind, n in collections.Counter(kind for _, kind in slowest).most_common())
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -86,23 +86,27 @@ function listen(div) {
 """ % {"cls": CHART_CLASS, "height": DEFAULT_HEIGHT}
 
 
-_registering = threading.Lock()  # two sessions' first charts may come at once
+_registering = threading.Lock()  # two sessions' first charts may come at once: the first registers, once
 
 
-@functools.cache
 def _component():
     """The registered component, or None when plotly.js cannot be served (then ``st.plotly_chart`` is used)."""
     with _registering:
-        try:
-            if not STATIC_COPY.is_file() or STATIC_COPY.read_bytes() != PLOTLY_JS.read_bytes():
-                STATIC_COPY.parent.mkdir(exist_ok=True)
-                # written whole under a name of this process's own, then renamed: another server may share static/
-                tmp = STATIC_COPY.with_name(f".{STATIC_COPY.name}.{os.getpid()}.tmp")
-                shutil.copyfile(PLOTLY_JS, tmp)
-                tmp.replace(STATIC_COPY)
-        except OSError:
-            return None
-        return st.components.v2.component(COMPONENT_NAME, js=_JS, isolate_styles=False)
+        return _registered()
+
+
+@functools.cache
+def _registered():
+    try:
+        if not STATIC_COPY.is_file() or STATIC_COPY.read_bytes() != PLOTLY_JS.read_bytes():
+            STATIC_COPY.parent.mkdir(exist_ok=True)
+            # written whole under a name of this process's own, then renamed: another server may share static/
+            tmp = STATIC_COPY.with_name(f".{STATIC_COPY.name}.{os.getpid()}.tmp")
+            shutil.copyfile(PLOTLY_JS, tmp)
+            tmp.replace(STATIC_COPY)
+    except OSError:
+        return None
+    return st.components.v2.component(COMPONENT_NAME, js=_JS, isolate_styles=False)
 
 
 def plotly_chart(figure, key: str, config: dict | None = None, on_select: Callable[[], None] | None = None) -> None:

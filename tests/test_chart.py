@@ -25,11 +25,11 @@ def _script() -> None:
 def static_copy(monkeypatch, tmp_path):
     def use(path):
         monkeypatch.setattr(chart, "STATIC_COPY", path)
-        chart._component.cache_clear()
+        chart._registered.cache_clear()
         return path
 
     yield use
-    chart._component.cache_clear()
+    chart._registered.cache_clear()
 
 
 def test_the_component_sends_the_figure_and_serves_plotly_js(static_copy, tmp_path):
