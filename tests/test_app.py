@@ -144,15 +144,12 @@ def _chart_specs(at: AppTest) -> list[dict]:
             return [decode(v) for v in value]
         return value
 
-    def spec(chart) -> str:
-        return chart.proto.spec if chart.type == "plotly_chart" else json.loads(chart.proto.json)["figure"]
-
-    return [decode(json.loads(spec(chart))) for chart in _charts(at)]
+    return [decode(json.loads(json.loads(chart.proto.json)["figure"])) for chart in _charts(at)]
 
 
 def _charts(at: AppTest) -> list:
-    """Every plotly chart on the page, in page order: the app's chart component (explorer.chart), and
-    ``st.plotly_chart`` elements, its fallback where plotly.js cannot be served."""
+    """Every plotly chart on the page, in page order. Each must be the app's chart component (explorer.chart) with
+    only the trace types of the shipped plotly.js bundle, not ``st.plotly_chart`` (its fallback for other figures)."""
     found = []
 
     def walk(block) -> None:
@@ -164,6 +161,10 @@ def _charts(at: AppTest) -> list:
                 walk(node)
 
     walk(at.main)
+    assert not [c for c in found if c.type == "plotly_chart"], "a chart fell back to st.plotly_chart"
+    for c in found:
+        types = explorer_chart.trace_types(json.loads(json.loads(c.proto.json)["figure"]))
+        assert types <= set(explorer_chart.BUNDLE_TRACES), types
     return found
 
 

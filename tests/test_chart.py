@@ -1,10 +1,12 @@
-"""explorer/chart.py: the app's chart component sends the figure itself and serves plotly.js from static/; where the
-copy cannot be written, the chart falls back to Streamlit's own element. (What the browser draws, and a click on the
-latent scatter, are tested in tests/test_browser.py.)"""
+"""explorer/chart.py: the app's chart component sends the figure itself; the browser draws it with the shipped
+plotly.js bundle (static/plotly-iwae.min.js), which is the plotly.js of the installed plotly with the explorer's trace
+types; any other figure, or a checkout without the bundle, is drawn by Streamlit's own element. (What the browser
+draws, and a click on the latent scatter, are tested in tests/test_browser.py.)"""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -21,19 +23,25 @@ def _script() -> None:
                        config={"displaylogo": False})
 
 
+def _pie_script() -> None:
+    import plotly.graph_objects as go
+
+    from explorer import chart
+
+    chart.plotly_chart(go.Figure(go.Pie(values=[1, 2], name="a pie")), key="pie")
+
+
 @pytest.fixture
-def static_copy(monkeypatch, tmp_path):
+def bundle(monkeypatch):
     def use(path):
-        monkeypatch.setattr(chart, "STATIC_COPY", path)
+        monkeypatch.setattr(chart, "BUNDLE", path)
         chart._registered.cache_clear()
-        return path
 
     yield use
     chart._registered.cache_clear()
 
 
-def test_the_component_sends_the_figure_and_serves_plotly_js(static_copy, tmp_path):
-    copy = static_copy(tmp_path / "static" / "plotly.min.js")
+def test_the_component_sends_the_figure():
     at = AppTest.from_function(_script).run()
     assert not at.exception
     charts = [e for e in at.get("bidi_component") if e.proto.component_name == chart.COMPONENT_NAME]
@@ -43,21 +51,39 @@ def test_the_component_sends_the_figure_and_serves_plotly_js(static_copy, tmp_pa
     assert [t["name"] for t in figure["data"]] == ["three points"]
     assert figure["data"][0]["x"] == [1, 2, 3] and figure["data"][0]["y"] == [4, 5, 6]
     assert data["config"] == {"displaylogo": False} and data["select"] is False
-    assert copy.read_bytes() == chart.PLOTLY_JS.read_bytes()  # the plotly.js of the installed plotly
 
 
-def test_a_stale_copy_of_plotly_js_is_replaced(static_copy, tmp_path):
-    copy = static_copy(tmp_path / "static" / "plotly.min.js")
-    copy.parent.mkdir()
-    copy.write_text("/* plotly.js of another version */")
-    AppTest.from_function(_script).run()
-    assert copy.read_bytes() == chart.PLOTLY_JS.read_bytes()
+def test_the_shipped_bundle_is_the_installed_plotlys_plotly_js_with_the_explorers_traces():
+    full = chart.PLOTLY_JS.read_text(encoding="utf-8", errors="replace")[:500]
+    version = re.search(r"plotly\.js v(\d+\.\d+\.\d+)", full).group(1)
+    text = chart.BUNDLE.read_text(encoding="utf-8")
+    first = text.split("\n", 1)[0]
+    found = re.match(r"/\*! plotly\.js v(\S+) with the traces ([a-z0-9, ]+) only", first)
+    assert found, first
+    assert found.group(1) == version  # rebuild it (scripts/build_plotly_bundle.py) when plotly is upgraded
+    assert tuple(found.group(2).split(", ")) == chart.BUNDLE_TRACES
+    assert re.search(rf'\.version="{re.escape(version)}"', text)  # the body is that version too (Plotly.version)
+    assert len(text) < 0.5 * chart.PLOTLY_JS.stat().st_size  # a partial bundle, not the full one renamed
 
 
-def test_without_a_place_for_plotly_js_the_chart_is_streamlits_own(static_copy, tmp_path):
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("a file where static/ would be")
-    static_copy(blocker / "plotly.min.js")
+def test_trace_types_of_figures_and_their_dicts():
+    import plotly.graph_objects as go
+
+    figure = go.Figure([go.Scattergl(x=[1]), go.Heatmap(z=[[1]]), go.Bar(y=[1])])
+    assert chart.trace_types(figure) == {"scattergl", "heatmap", "bar"}
+    assert chart.trace_types(figure.to_dict()) == {"scattergl", "heatmap", "bar"}
+    assert chart.trace_types({"data": [{"x": [1], "y": [2]}]}) == {"scatter"}  # plotly.js's default type
+
+
+def test_a_figure_with_a_trace_outside_the_bundle_is_streamlits_own():
+    at = AppTest.from_function(_pie_script).run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 1 and not at.get("bidi_component")
+    assert [t["type"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]] == ["pie"]
+
+
+def test_without_the_bundle_the_chart_is_streamlits_own(bundle, tmp_path):
+    bundle(tmp_path / "static" / "plotly-iwae.min.js")
     at = AppTest.from_function(_script).run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 1 and not at.get("bidi_component")
