@@ -4,7 +4,7 @@
 
 Why: a browser tab evaluates its plotly.js before the first chart. The full plotly.min.js that the Python plotly ships
 (4.8 MB: maps, 3-D, every trace) took 1.05-1.16 s to load and evaluate in a new tab on the 2-core machine; this bundle
-0.16-0.18 s (docs/benchmarks.md, "Session of 2026-12-03, late: a plotly.js of the explorer's own").
+0.16-0.18 s (docs/benchmarks.md, "2026-12-06: a plotly.js of the explorer's own").
 
 The traces are ``explorer.chart.BUNDLE_TRACES`` (the chart component draws other figures with Streamlit's own element).
 The plotly.js version is the one the installed Python plotly (requirements.txt) ships, so a figure is drawn by the
