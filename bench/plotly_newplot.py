@@ -30,6 +30,7 @@ import plotly.graph_objects as go  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
 from bench.harness import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from explorer.chart import BUNDLE, PLOTLY_JS  # noqa: E402
 from iwae import figures  # noqa: E402
 
 N_POINTS = 10_000
@@ -74,10 +75,12 @@ def specs() -> dict[str, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--plotly-js", choices=("app", "full"), default="app",
+                        help="the app's own bundle (static/plotly-iwae.min.js) or the full plotly.min.js")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    script = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text()
+    script = (BUNDLE if args.plotly_js == "app" else PLOTLY_JS).read_text()
     all_specs = specs()
     timings: dict[str, list[float]] = {name: [] for name in all_specs}
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
@@ -92,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, spec in all_specs.items():
                 timings[name].append(page.evaluate(NEW_PLOTS, spec))
         browser.close()
-    print(f"Plotly.newPlot in headless Chromium, the plotly.js bundled with plotly {plotly.__version__}, "
+    which = BUNDLE.name if args.plotly_js == "app" else f"the full plotly.min.js of plotly {plotly.__version__}"
+    print(f"Plotly.newPlot in headless Chromium, {which}, "
           f"{args.repeats} interleaved rounds: ms to the second frame after the call")
     for name, ms in timings.items():
         print(f"  {name:42s} median {statistics.median(ms):6.0f}   range {min(ms):5.0f}-{max(ms):5.0f}")
