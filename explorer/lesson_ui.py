@@ -122,7 +122,7 @@ def figures_of(cat: Catalog, state: ViewState, number: int) -> None:
         result = views.toy_result(target, step.k, seed, elbo_fit, iwae_fit)
         _chart(toy_figures.toy_figure(result, height=340), "lesson_toy", 340)
         st.caption(f"{toy.TARGETS[target].label}; K = {step.k}; seed {seed}. Colour: log density, one scale; "
-                   "white: each q's 2-sd ellipse.")
+                   "white, edged in black: each q's 2-sd ellipse.")
         return
     draw = estimator.new_draw_button("lesson_new_draw") if step.view == "estimator" else 0
     for side, col, name, ckpt in _pair(cat, state):

@@ -278,16 +278,28 @@ def _density_heatmap(name: str, dens, x_axis, y_axis, zmin: float, zmax: float, 
 
 
 def _mean_marker(mu, colour: str, showlegend: bool) -> go.Scatter:
+    """A filled cross edged in the other of black and white: it shows on a heatmap, on white and in the legend."""
     mu = _as_np(mu).reshape(-1)
+    edge = "black" if colour == "white" else "white"
     return go.Scatter(x=[mu[0]], y=[mu[1]], mode="markers", name="mean of q", showlegend=showlegend,
-                      marker=dict(size=10, symbol="x-thin", line=dict(width=2, color=colour)),
+                      marker=dict(size=11, symbol="x", color=colour, line=dict(width=1, color=edge)),
                       hovertemplate="mean of q (%{x:.3f}, %{y:.3f})<extra></extra>", meta="mean")
 
 
-def _ellipse(mu, sigma, colour: str, showlegend: bool) -> go.Scatter:
+def white_line(x, y, name: str, showlegend: bool, meta: str) -> list[go.Scatter]:
+    """A white line for a heatmap, edged in black: the edge, drawn first and wider, also stands for it in the legend
+    (a white line does not show on the legend's white ground); one legend group, so a click hides both."""
+    common = dict(x=x, y=y, mode="lines", name=name, legendgroup=f"{meta}-{name}", hoverinfo="skip")
+    return [go.Scatter(**common, showlegend=showlegend, meta=f"{meta}-edge", line=dict(color="black", width=4)),
+            go.Scatter(**common, showlegend=False, meta=meta, line=dict(color="white", width=2))]
+
+
+def _ellipse(mu, sigma, colour: str, showlegend: bool) -> list[go.Scatter]:
     ex, ey = q_ellipse(mu, sigma)
-    return go.Scatter(x=ex, y=ey, mode="lines", name="q: 2-sd ellipse", showlegend=showlegend, meta="ellipse",
-                      hoverinfo="skip", line=dict(color=colour, width=2))
+    if colour == "white":
+        return white_line(ex, ey, "q: 2-sd ellipse", showlegend, "ellipse")
+    return [go.Scatter(x=ex, y=ey, mode="lines", name="q: 2-sd ellipse", showlegend=showlegend, meta="ellipse",
+                       hoverinfo="skip", line=dict(color=colour, width=2))]
 
 
 PANEL_GAP = 0.14  # horizontal space between the two panels of a posterior figure, as a fraction of its width
@@ -359,7 +371,7 @@ def posterior_fixed_figure(x_axis, y_axis, log_q, log_p, q_draws=None, mu=None, 
                                marker=dict(size=4, color="white", line=dict(width=0.5, color="black")),
                                hovertemplate="q draw (%{x:.3f}, %{y:.3f})<extra></extra>", meta="draws"))
     if unresolved:
-        left.append(_ellipse(mu, sigma, "white", True))
+        left.extend(_ellipse(mu, sigma, "white", True))
     if mu is not None:
         left.append(_mean_marker(mu, "white", True))
         right.append(_mean_marker(mu, "white", False))
@@ -396,7 +408,7 @@ def posterior_k_figure(x_axis, y_axis, log_q, log_qiw, log_p, k: int, sir_draws=
                                marker=dict(size=5, color="#ff3b3b", line=dict(width=0.5, color="white")),
                                hovertemplate="SIR draw (%{x:.3f}, %{y:.3f})<extra></extra>", meta="draws"))
     if unresolved:
-        right.append(_ellipse(mu, sigma, CONTOUR_COLOURS["q"], True))
+        right.extend(_ellipse(mu, sigma, CONTOUR_COLOURS["q"], True))
     if mu is not None:
         left.append(_mean_marker(mu, "white", False))
         right.append(_mean_marker(mu, "black", True))

@@ -20,6 +20,7 @@ from .figures import (
     grid_extent,
     q_ellipse,
     shared_scale,
+    white_line,
 )
 from .toy import ToyResult
 
@@ -74,11 +75,8 @@ def toy_figure(result: ToyResult, span: float = DENSITY_SPAN, height: int = 360)
             row=1, col=col,
         )
         ex, ey = q_ellipse(view.fit.mu, view.fit.sigma)
-        fig.add_trace(
-            go.Scatter(x=ex, y=ey, mode="lines", name="q: 2-sd ellipse", showlegend=col == 2, meta="ellipse",
-                       line=dict(color="white", width=2), hoverinfo="skip"),
-            row=1, col=col,
-        )
+        for trace in white_line(ex, ey, "q: 2-sd ellipse", col == 2, "ellipse"):
+            fig.add_trace(trace, row=1, col=col)
     x_range, y_range = grid_extent(x_axis), grid_extent(y_axis)
     for i in range(1, 6):
         sx = "" if i == 1 else str(i)

@@ -66,7 +66,7 @@ with fits:
 explorer.chart.plotly_chart(toy_figures.toy_figure(result), key="toy_figure", config=widgets.PLOTLY_CONFIG)
 st.caption(
     f"Colour: log density on one scale for all five panels, clipped to {toy_figures.DENSITY_SPAN:.0f} nats below "
-    f"the highest maximum. White: each q's 2-sd ellipse; dotted: the target's contour "
+    f"the highest maximum. White, edged in black: each q's 2-sd ellipse; dotted: the target's contour "
     f"{toy_figures.TARGET_CONTOUR_NATS:.0f} nats below its maximum."
 )
 

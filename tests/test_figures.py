@@ -253,3 +253,41 @@ def test_q_resolved_is_two_cells_per_standard_deviation():
     for sigma, resolved in (((h, h), True), ((h * 1.01, h * 5), True), ((h * 0.99, h * 5), False)):
         g.sigma = torch.tensor(sigma, dtype=torch.float64)
         assert posterior.q_resolved(g) is resolved, sigma
+
+
+WHITE = {"white", "#ffffff", "#fff", "rgb(255,255,255)"}
+
+
+def legend_colours(trace) -> list:
+    """The colours that draw a trace's legend symbol: its line, a filled marker's fill, a marker's edge."""
+    mode, colours = trace.mode or "", []
+    if "lines" in mode:
+        colours.append(trace.line.color)
+    if "markers" in mode:
+        symbol = str(trace.marker.symbol or "circle")
+        if not symbol.endswith(("-thin", "-open")):  # an open or line-only symbol has no fill
+            colours.append(trace.marker.color)
+        if (trace.marker.line.width or 0) > 0:
+            colours.append(trace.marker.line.color)
+    return [c for c in colours if c is not None]
+
+
+def shows_in_legend(fig) -> list:
+    return [t for t in fig.data if t.type == "scatter" and t.showlegend is not False]
+
+
+def test_every_legend_entry_shows_on_the_legends_white_ground():
+    """White marks are for the heatmaps; the legend (white ground) must still show each entry."""
+    axis, log_q = _fake_density()
+    figs = figures.posterior_figures(axis, axis, log_q, log_q, log_q, k=5, q_draws=np.zeros((3, 2)),
+                                     sir_draws=np.ones((3, 2)), mu=np.array([1.0, -1.0]), sigma=np.array([0.01, 0.2]),
+                                     q_resolved=False)
+    entries = [t for fig in figs for t in shows_in_legend(fig)]
+    assert {t.name for t in entries} >= {"mean of q", "q: 2-sd ellipse", "draws from q"}
+    for t in entries:
+        assert any(str(c).lower().replace(" ", "") not in WHITE for c in legend_colours(t)), (t.name, t.meta)
+    # the white ellipse keeps its black edge, drawn under it and in one legend group with it
+    fixed = figs[0]
+    edge, line = [t for t in fixed.data if t.meta in ("ellipse-edge", "ellipse")]
+    assert (edge.meta, line.line.color, edge.legendgroup) == ("ellipse-edge", "white", line.legendgroup)
+    assert edge.line.width > line.line.width and np.array_equal(edge.x, line.x)

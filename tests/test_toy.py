@@ -273,3 +273,12 @@ def test_fit_trace_figure(banana):
     fig = toy_figures.fit_trace_figure(banana)
     assert [len(t.x) for t in fig.data] == [toy.STEPS, toy.STEPS, 2]
     assert fig.data[2].y[0] == banana.log_z_exact
+
+
+def test_the_toy_legend_shows_the_white_ellipse_by_its_black_edge(banana):
+    fig = toy_figures.toy_figure(banana)
+    entries = [t for t in fig.data if t.type == "scatter" and t.showlegend is not False]
+    assert [(t.name, t.line.color) for t in entries] == [("q: 2-sd ellipse", "black")]
+    edges = [t for t in fig.data if t.meta == "ellipse-edge"]
+    lines = [t for t in fig.data if t.meta == "ellipse"]
+    assert len(edges) == len(lines) == 4 and {t.legendgroup for t in edges} == {t.legendgroup for t in lines}
