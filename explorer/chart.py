@@ -7,10 +7,10 @@ place. On the Posteriors page an image change took 1.10 s against 1.70 s (docs/b
 
 The browser loads plotly.js on the first chart: ``static/plotly-iwae.min.js``, served by Streamlit
 (``server.enableStaticServing`` in .streamlit/config.toml), a bundle of the plotly.js that the Python plotly ships with
-only the traces the explorer draws (``BUNDLE_TRACES``; scripts/build_plotly_bundle.py). A new tab evaluated it in
-0.16-0.18 s against 1.05-1.16 s for the full plotly.min.js. A figure with another trace, or a checkout without the
-bundle, is drawn by ``st.plotly_chart``. A chart drawn with ``on_select`` (the latent scatter) sends a click or a box
-selection back in the shape of Streamlit's own plotly selection event.
+only the traces the explorer draws (``BUNDLE_TRACES``; scripts/build_plotly_bundle.py). A new tab loaded and evaluated
+it in 0.16-0.18 s against 1.05-1.16 s for the full plotly.min.js (docs/benchmarks.md, "2026-12-06"). A figure with
+another trace, or a checkout without the bundle, is drawn by ``st.plotly_chart``. A chart drawn with ``on_select``
+(the latent scatter) sends a click or a box selection back in the shape of Streamlit's own plotly selection event.
 """
 
 from __future__ import annotations
