@@ -9,8 +9,9 @@ The browser loads plotly.js on the first chart: ``static/plotly-iwae.min.js``, s
 (``server.enableStaticServing`` in .streamlit/config.toml), a bundle of the plotly.js that the Python plotly ships with
 only the traces the explorer draws (``BUNDLE_TRACES``; scripts/build_plotly_bundle.py). A new tab loaded and evaluated
 it in 0.16-0.18 s against 1.05-1.16 s for the full plotly.min.js (docs/benchmarks.md, "2026-12-06"). A figure with
-another trace, or a checkout without the bundle, is drawn by ``st.plotly_chart``. A chart drawn with ``on_select``
-(the latent scatter) sends a click or a box selection back in the shape of Streamlit's own plotly selection event.
+another trace, a checkout without the bundle, or a server configured not to serve static files, is drawn by
+``st.plotly_chart``. A chart drawn with ``on_select`` (the latent scatter) sends a click or a box selection back in
+the shape of Streamlit's own plotly selection event.
 """
 
 from __future__ import annotations
@@ -90,14 +91,15 @@ _registering = threading.Lock()  # two sessions' first charts may come at once: 
 
 
 def _component():
-    """The registered component, or None when the checkout has no plotly.js bundle (then ``st.plotly_chart``)."""
+    """The registered component, or None when the checkout has no plotly.js bundle or Streamlit does not serve static/
+    (then ``st.plotly_chart``)."""
     with _registering:
         return _registered()
 
 
 @functools.cache
 def _registered():
-    if not BUNDLE.is_file():
+    if not BUNDLE.is_file() or not st.get_option("server.enableStaticServing"):  # nothing would serve it
         return None
     return st.components.v2.component(COMPONENT_NAME, js=_JS, isolate_styles=False)
 

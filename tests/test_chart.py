@@ -89,3 +89,17 @@ def test_without_the_bundle_the_chart_is_streamlits_own(bundle, tmp_path):
     assert len(at.get("plotly_chart")) == 1 and not at.get("bidi_component")
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert [t["name"] for t in spec["data"]] == ["three points"]
+
+
+def test_a_server_that_does_not_serve_static_files_draws_with_streamlits_own(bundle):
+    from streamlit import config
+
+    bundle(chart.BUNDLE)  # the shipped bundle is there, but nothing would serve it to the browser
+    serving = config.get_option("server.enableStaticServing")
+    config.set_option("server.enableStaticServing", False)
+    try:
+        at = AppTest.from_function(_script).run()
+    finally:
+        config.set_option("server.enableStaticServing", serving)
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 1 and not at.get("bidi_component")
