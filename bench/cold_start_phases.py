@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -96,13 +97,13 @@ def main() -> None:
                 first = rows[root][-1]["first chart drawn"]
                 print(f"start {i + 1} of {args.starts}, {root}: first chart {first:.2f} s", file=sys.stderr, flush=True)
         browser.close()
-    print(f"cold starts of /latent, {args.starts} per tree; seconds from launching the server (min-max)")
+    print(f"cold starts of /latent, {args.starts} per tree; seconds from launching the server: median (min - max)")
     for root in roots:
         print(f"\n{root}")
         for phase in (*PHASES, "first run on the server"):
             values = [r[phase] for r in rows[root] if phase in r]
             if values:
-                print(f"  {phase:26s} {min(values):5.2f} - {max(values):5.2f}")
+                print(f"  {phase:26s} {statistics.median(values):5.2f} ({min(values):5.2f} - {max(values):5.2f})")
 
 
 if __name__ == "__main__":
