@@ -17,6 +17,7 @@ the shape of Streamlit's own plotly selection event.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -85,6 +86,12 @@ function listen(div) {
   });
 }
 """ % {"cls": CHART_CLASS, "height": DEFAULT_HEIGHT, "bundle": BUNDLE.name}
+
+
+def plotly_js_version() -> str | None:
+    """The plotly.js version of the installed Python plotly's full bundle (its first lines name it), or None."""
+    found = re.search(r"plotly\.js v(\d+\.\d+\.\d+)", PLOTLY_JS.read_text(encoding="utf-8", errors="replace")[:500])
+    return found.group(1) if found else None
 
 
 _registering = threading.Lock()  # two sessions' first charts may come at once: the first registers, once

@@ -294,12 +294,10 @@ def white_line(x, y, name: str, showlegend: bool, meta: str) -> list[go.Scatter]
             go.Scatter(**common, showlegend=False, meta=meta, line=dict(color="white", width=2))]
 
 
-def _ellipse(mu, sigma, colour: str, showlegend: bool) -> list[go.Scatter]:
+def _ellipse(mu, sigma, colour: str, showlegend: bool) -> go.Scatter:
     ex, ey = q_ellipse(mu, sigma)
-    if colour == "white":
-        return white_line(ex, ey, "q: 2-sd ellipse", showlegend, "ellipse")
-    return [go.Scatter(x=ex, y=ey, mode="lines", name="q: 2-sd ellipse", showlegend=showlegend, meta="ellipse",
-                       hoverinfo="skip", line=dict(color=colour, width=2))]
+    return go.Scatter(x=ex, y=ey, mode="lines", name="q: 2-sd ellipse", showlegend=showlegend, meta="ellipse",
+                      hoverinfo="skip", line=dict(color=colour, width=2))
 
 
 PANEL_GAP = 0.14  # horizontal space between the two panels of a posterior figure, as a fraction of its width
@@ -371,7 +369,7 @@ def posterior_fixed_figure(x_axis, y_axis, log_q, log_p, q_draws=None, mu=None, 
                                marker=dict(size=4, color="white", line=dict(width=0.5, color="black")),
                                hovertemplate="q draw (%{x:.3f}, %{y:.3f})<extra></extra>", meta="draws"))
     if unresolved:
-        left.extend(_ellipse(mu, sigma, "white", True))
+        left.extend(white_line(*q_ellipse(mu, sigma), "q: 2-sd ellipse", True, "ellipse"))
     if mu is not None:
         left.append(_mean_marker(mu, "white", True))
         right.append(_mean_marker(mu, "white", False))
@@ -408,7 +406,7 @@ def posterior_k_figure(x_axis, y_axis, log_q, log_qiw, log_p, k: int, sir_draws=
                                marker=dict(size=5, color="#ff3b3b", line=dict(width=0.5, color="white")),
                                hovertemplate="SIR draw (%{x:.3f}, %{y:.3f})<extra></extra>", meta="draws"))
     if unresolved:
-        right.extend(_ellipse(mu, sigma, CONTOUR_COLOURS["q"], True))
+        right.append(_ellipse(mu, sigma, CONTOUR_COLOURS["q"], True))
     if mu is not None:
         left.append(_mean_marker(mu, "white", False))
         right.append(_mean_marker(mu, "black", True))

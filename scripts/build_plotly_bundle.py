@@ -15,7 +15,6 @@ The first line of the bundle names the version and the traces (tests/test_chart.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from explorer.chart import BUNDLE, BUNDLE_TRACES, PLOTLY_JS  # noqa: E402
+from explorer.chart import BUNDLE, BUNDLE_TRACES, PLOTLY_JS, plotly_js_version  # noqa: E402
 
 PACKAGES = Path(__file__).resolve().parent / "plotly_bundle"
 
@@ -44,15 +43,6 @@ await esbuild.build({
   define: { global: 'window', 'define.amd': 'false' }, target: 'es2016', logLevel: 'warning',
 });
 """
-
-
-def plotly_js_version() -> str:
-    """The plotly.js version of the installed Python plotly's bundle (its first lines name it)."""
-    head = PLOTLY_JS.read_text(encoding="utf-8", errors="replace")[:500]
-    found = re.search(r"plotly\.js v(\d+\.\d+\.\d+)", head)
-    if not found:
-        raise SystemExit(f"no plotly.js version in the first lines of {PLOTLY_JS}")
-    return found.group(1)
 
 
 def header(version: str) -> str:
@@ -80,6 +70,8 @@ def main() -> None:
             raise SystemExit(f"{tool} is not installed: the bundle is built with node and npm (only to rebuild it; the "
                              "app serves the committed static/plotly-iwae.min.js)")
     version = plotly_js_version()
+    if version is None:
+        raise SystemExit(f"no plotly.js version in the first lines of {PLOTLY_JS}")
     pinned = json.loads((PACKAGES / "package.json").read_text())["dependencies"]["plotly.js"]
     if pinned != version:
         raise SystemExit(f"the installed Python plotly ships plotly.js {version}, but "

@@ -144,7 +144,12 @@ def _chart_specs(at: AppTest) -> list[dict]:
             return [decode(v) for v in value]
         return value
 
-    return [decode(json.loads(json.loads(chart.proto.json)["figure"])) for chart in _charts(at)]
+    return [decode(_figure(chart)) for chart in _charts(at)]
+
+
+def _figure(chart) -> dict:
+    """The figure a chart component element was sent (its data holds the figure's JSON)."""
+    return json.loads(json.loads(chart.proto.json)["figure"])
 
 
 def _charts(at: AppTest) -> list:
@@ -163,7 +168,7 @@ def _charts(at: AppTest) -> list:
     walk(at.main)
     assert not [c for c in found if c.type == "plotly_chart"], "a chart fell back to st.plotly_chart"
     for c in found:
-        types = explorer_chart.trace_types(json.loads(json.loads(c.proto.json)["figure"]))
+        types = explorer_chart.trace_types(_figure(c))
         assert types <= set(explorer_chart.BUNDLE_TRACES), types
     return found
 
