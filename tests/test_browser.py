@@ -440,6 +440,19 @@ def test_scatter_click_chooses_image(browser):
     assert ring == [f"image #{target['index']}"], ring
 
 
+def test_webgl_drawn_at_the_screens_pixel_ratio(browser):
+    """The latent scatters' WebGL canvases have the screen's pixels (explorer/chart.py), not plotly's default of twice
+    as many per side, which software-rendered Chromium draws a third slower."""
+    page = browser.page
+    open_page(browser, "latent")
+    wait_charts_drawn(page, 2)
+    canvases = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot canvas.gl-canvas-context'))
+        .map(c => ({width: c.width, cssWidth: c.clientWidth, ratio: window.devicePixelRatio}))""")
+    assert len(canvases) >= 2, canvases
+    for canvas in canvases:
+        assert canvas["cssWidth"] > 200 and canvas["width"] == round(canvas["cssWidth"] * canvas["ratio"]), canvases
+
+
 def _press_k(browser, key: str, times: int = 1) -> None:
     slider = k_slider(browser.page)
     slider.focus()
