@@ -7,8 +7,9 @@ Streamlit 1.67 re-creates a chart whose figure changed: a new element, a new ``P
 "Morning of 2026-12-03"). This times that call alone, from the figure's JSON to the second animation frame after it,
 for the latent scatter of 10,000 test means (``iwae.figures.latent_scatter``, WebGL), the same with every other
 point, with 10 SVG traces instead of WebGL, and a one-point SVG chart with the same layout (the fixed cost); then the
-latent page's two models: two such scatters as two charts (what the page draws), against one chart of two panels
-(tried and not kept: docs/benchmarks.md, "Evening of 2026-12-03"). The points are random: the cost does not depend on
+latent page's two models: two such scatters as two charts (what the page draws), the same at plotly's default WebGL
+pixel ratio of 2 (the app draws at the screen's), and one chart of two panels (tried and not kept: docs/benchmarks.md,
+"Evening of 2026-12-03"). The points are random: the cost does not depend on
 where they lie. Prints the median and range per case.
 """
 
@@ -36,12 +37,17 @@ from iwae import figures  # noqa: E402
 N_POINTS = 10_000
 
 # One Plotly.newPlot per spec, each in its own chart (div), timed together.
+# WebGL at the screen's pixel ratio (1 here), as the app's chart component draws it (explorer/chart.py), unless the
+# spec list ends with a number: that pixel ratio instead (plotly's own default is 2).
 NEW_PLOTS = """async specs => {
+    const ratio = typeof specs[specs.length - 1] === 'number' ? specs.pop() : window.devicePixelRatio;
     const charts = Array.from(document.querySelectorAll('.chart'));
     charts.forEach(el => Plotly.purge(el));
     const figures = specs.map(s => JSON.parse(s));
     const t0 = performance.now();
-    for (let i = 0; i < figures.length; i++) await Plotly.newPlot(charts[i], figures[i].data, figures[i].layout);
+    for (let i = 0; i < figures.length; i++) {
+        await Plotly.newPlot(charts[i], figures[i].data, figures[i].layout, {plotGlPixelRatio: ratio});
+    }
     await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
     return performance.now() - t0;
 }"""
@@ -69,6 +75,7 @@ def specs() -> dict[str, list[str]]:
             f"latent scatter, {N_POINTS:,} points (SVG)": [svg.to_json()],
             "one point, same layout (SVG)": [tiny.to_json()],
             "two latent scatters as two charts": [webgl.to_json(), webgl.to_json()],
+            "the same, WebGL at plotly's pixel ratio 2": [webgl.to_json(), webgl.to_json(), 2],
             "two latent scatters as one chart": [pair.to_json()]}
 
 
