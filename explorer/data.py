@@ -76,13 +76,13 @@ def seed_noise(directory: Path) -> dict:
 
 @st.cache_resource(show_spinner=False)
 def _test_set(path: str, mtime_ns: int):
-    images, labels = testset.load(path)
-    return images, labels.numpy()
+    images, labels = testset.load_bits(path)
+    return torch.from_numpy(images), labels
 
 
 def test_set() -> tuple[torch.Tensor, np.ndarray]:
-    """The fixed binarized MNIST test set: images float (10000, 784), labels numpy (10000,).
-    Raises testset.TestSetError when missing."""
+    """The fixed binarized MNIST test set: images uint8 (10000, 784) in {0, 1} (``.float()`` where a model reads
+    them), labels numpy (10000,). Raises testset.TestSetError when missing."""
     return _test_set(str(testset.DEFAULT_PATH), catalog.file_stamp(testset.DEFAULT_PATH))
 
 
@@ -91,4 +91,4 @@ def image_x(ref: ImageRef) -> torch.Tensor:
     if image_ref.is_own_digit(ref):
         return torch.from_numpy(image_ref.decode_digit(ref))
     images, _ = test_set()
-    return images[ref]
+    return images[ref].float()

@@ -61,7 +61,7 @@ def latent_means(_model, key: str) -> tuple[np.ndarray, np.ndarray]:
     if (views := shipped(_model, key)) is not None:
         return views.latent_mu, views.latent_sd
     images, _ = test_set()
-    mu, sd = latent.latent_means(_model, images)
+    mu, sd = latent.latent_means(_model, images.float())
     return mu.numpy(), sd.numpy()
 
 
@@ -216,7 +216,7 @@ def subset_curve(_model, key: str, n_images: int) -> dict:
     if views is not None and n_images in views.subset_curves:
         curve, (log_px, max_error) = views.subset_curves[n_images], views.subset_log_px[n_images]
     else:
-        images, _ = test_set()
+        images = test_set()[0][:n_images].float()
         curve = precomputed.subset_curve(_model, images, n_images, K_CHOICES)
         log_px, max_error = precomputed.subset_log_px(_model, images, n_images, global_grid(_model, key))
     return {"curve": curve, "log_px": log_px, "max_error": max_error, "seed": precomputed.SUBSET_SEED,

@@ -45,6 +45,13 @@ def save(images: np.ndarray, labels: np.ndarray, path: Path = DEFAULT_PATH) -> s
 
 def load(path: Path = DEFAULT_PATH, expected_sha256: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """-> images float32 (N, 784) in {0, 1}, labels int64 (N,)"""
+    images, labels = load_bits(path, expected_sha256)
+    return torch.from_numpy(images.astype(np.float32)), torch.from_numpy(labels)
+
+
+def load_bits(path: Path = DEFAULT_PATH, expected_sha256: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """-> images uint8 (N, 784) in {0, 1}, labels int64 (N,): a quarter of the float images' memory, and no 31 MB
+    float copy to fill (60-70 ms on a fresh process)."""
     path = Path(path)
     if not path.is_file():
         raise TestSetError(f"{path} is missing: run `python scripts/make_test_set.py` (needs the MNIST files)")
@@ -56,5 +63,4 @@ def load(path: Path = DEFAULT_PATH, expected_sha256: str | None = None) -> tuple
     expected = expected_sha256 or PACKED_SHA256
     if expected and packed_digest(packed, labels) != expected:
         raise TestSetError(f"{path} does not match the recorded sha256 {expected}")
-    images = np.unpackbits(packed, axis=1)[:, :784]
-    return torch.from_numpy(images.astype(np.float32)), torch.from_numpy(labels.astype(np.int64))
+    return np.unpackbits(packed, axis=1)[:, :784], labels.astype(np.int64)

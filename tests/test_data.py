@@ -239,7 +239,11 @@ def test_test_set_build_save_load_round_trip(fake_mnist, tmp_path):
     digest = testset.save(images, labels, path)
     loaded_images, loaded_labels = testset.load(path, expected_sha256=digest)
     np.testing.assert_array_equal(loaded_images.numpy(), images)
-    assert loaded_labels.tolist() == labels.tolist()
+    assert loaded_images.dtype == torch.float32 and loaded_labels.tolist() == labels.tolist()
+    bits, bit_labels = testset.load_bits(path, expected_sha256=digest)  # the app's copy: the bits, a quarter the size
+    assert bits.dtype == np.uint8 and bits.shape == (len(labels), 784)
+    np.testing.assert_array_equal(bits, images)
+    assert bit_labels.tolist() == labels.tolist()
     with pytest.raises(testset.TestSetError):
         testset.load(path)  # not the recorded digest of the shipped file
 
