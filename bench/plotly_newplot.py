@@ -9,8 +9,8 @@ for the latent scatter of 10,000 test means (``iwae.figures.latent_scatter``, We
 point, with 10 SVG traces instead of WebGL, and a one-point SVG chart with the same layout (the fixed cost); then the
 latent page's two models: two such scatters as two charts (what the page draws), the same at plotly's default WebGL
 pixel ratio of 2 (the app draws at the screen's), and one chart of two panels (tried and not kept: docs/benchmarks.md,
-"Evening of 2026-12-03"). The points are random: the cost does not depend on
-where they lie. Prints the median and range per case.
+"Evening of 2026-12-03"). The points are random: the cost does not depend on where they lie. Prints the median and
+range per case.
 """
 
 from __future__ import annotations

@@ -51,8 +51,8 @@ function loadPlotly() {
   return loading;
 }
 // WebGL canvases at the screen's own pixel ratio: plotly's default, 2, draws four times the pixels a screen of ratio 1
-// shows (two 10,000-point latent scatters: 571 against 364 ms in software-rendered Chromium; docs/benchmarks.md,
-// "2026-12-06, later"). Plotly accepts 1 to 4.
+// shows (two 10,000-point latent scatters: 735 against 430 ms in software-rendered Chromium, bench/plotly_newplot.py;
+// docs/benchmarks.md, "2026-12-06, later"). Plotly accepts 1 to 4.
 function glPixelRatio() {
   return Math.min(4, Math.max(1, window.devicePixelRatio || 1));
 }

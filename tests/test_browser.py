@@ -442,7 +442,7 @@ def test_scatter_click_chooses_image(browser):
 
 def test_webgl_drawn_at_the_screens_pixel_ratio(browser):
     """The latent scatters' WebGL canvases have the screen's pixels (explorer/chart.py), not plotly's default of twice
-    as many per side, which software-rendered Chromium draws a third slower."""
+    as many per side, which software-rendered Chromium took 1.7 times as long to draw (bench/plotly_newplot.py)."""
     page = browser.page
     open_page(browser, "latent")
     wait_charts_drawn(page, 2)
