@@ -31,16 +31,16 @@ import plotly.graph_objects as go  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
 from bench.harness import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from explorer.chart import BUNDLE, PLOTLY_JS  # noqa: E402
+from explorer.chart import BUNDLE, GL_PIXEL_RATIO_JS, PLOTLY_JS  # noqa: E402
 from iwae import figures  # noqa: E402
 
 N_POINTS = 10_000
 
 # One Plotly.newPlot per spec, each in its own chart (div), timed together.
-# WebGL at the screen's pixel ratio (1 here), as the app's chart component draws it (explorer/chart.py), unless the
-# spec list ends with a number: that pixel ratio instead (plotly's own default is 2).
+# WebGL at the pixel ratio the app's chart component uses (the screen's, 1 here), unless the spec list ends with a
+# number: that pixel ratio instead (plotly's own default is 2).
 NEW_PLOTS = """async specs => {
-    const ratio = typeof specs[specs.length - 1] === 'number' ? specs.pop() : window.devicePixelRatio;
+    const ratio = typeof specs[specs.length - 1] === 'number' ? specs.pop() : """ + GL_PIXEL_RATIO_JS + """;
     const charts = Array.from(document.querySelectorAll('.chart'));
     charts.forEach(el => Plotly.purge(el));
     const figures = specs.map(s => JSON.parse(s));

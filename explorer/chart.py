@@ -33,6 +33,10 @@ BUNDLE_TRACES = ("bar", "contour", "heatmap", "scatter", "scattergl")  # the tra
 COMPONENT_NAME = "iwae_plotly_chart"
 CHART_CLASS = "iwae-chart"  # the chart div's class (the browser tests and bench/harness.py look for it)
 DEFAULT_HEIGHT = 450  # plotly's, for a figure without one: the space kept while plotly.js loads
+# WebGL canvases at the screen's own pixel ratio (a JavaScript expression; plotly accepts 1 to 4): plotly's default, 2,
+# draws four times the pixels a screen of ratio 1 shows (two 10,000-point latent scatters: 735 against 430 ms in
+# software-rendered Chromium, bench/plotly_newplot.py; docs/benchmarks.md, "2026-12-06, later").
+GL_PIXEL_RATIO_JS = "Math.min(4, Math.max(1, window.devicePixelRatio || 1))"
 
 # Runs in the page (no iframe). One div per component instance, kept across reruns; each call draws the figure into
 # it with Plotly.react, after the previous draw (calls come in order, draws finish in order); an unchanged figure is
@@ -50,12 +54,6 @@ function loadPlotly() {
   });
   return loading;
 }
-// WebGL canvases at the screen's own pixel ratio: plotly's default, 2, draws four times the pixels a screen of ratio 1
-// shows (two 10,000-point latent scatters: 735 against 430 ms in software-rendered Chromium, bench/plotly_newplot.py;
-// docs/benchmarks.md, "2026-12-06, later"). Plotly accepts 1 to 4.
-function glPixelRatio() {
-  return Math.min(4, Math.max(1, window.devicePixelRatio || 1));
-}
 export default function(component) {
   const { data, parentElement } = component;
   let div = parentElement.querySelector('div.%(cls)s');
@@ -72,7 +70,7 @@ export default function(component) {
   const font = figure.layout.font || {};
   if (!font.family) figure.layout.font = Object.assign({}, font, {family: getComputedStyle(parentElement).fontFamily});
   div.style.minHeight = (figure.layout.height || %(height)d) + 'px';
-  const config = Object.assign({responsive: true, plotGlPixelRatio: glPixelRatio()}, data.config);
+  const config = Object.assign({responsive: true, plotGlPixelRatio: %(gl_ratio)s}, data.config);
   div.__drawn = (div.__drawn || Promise.resolve())
     .then(() => loadPlotly())
     .then(Plotly => Plotly.react(div, figure.data, figure.layout, config))
@@ -91,7 +89,7 @@ function listen(div) {
     div.__send('selection', {points: points, box: box});
   });
 }
-""" % {"cls": CHART_CLASS, "height": DEFAULT_HEIGHT, "bundle": BUNDLE.name}
+""" % {"cls": CHART_CLASS, "height": DEFAULT_HEIGHT, "bundle": BUNDLE.name, "gl_ratio": GL_PIXEL_RATIO_JS}
 
 
 def plotly_js_version() -> str | None:
