@@ -8,8 +8,10 @@ salted per process, so it cannot be used here.
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def stable_seed(*parts) -> int:
@@ -20,4 +22,6 @@ def stable_seed(*parts) -> int:
 
 def generator(*parts) -> torch.Generator:
     """A CPU torch generator seeded with ``stable_seed(*parts)``."""
+    import torch
+
     return torch.Generator().manual_seed(stable_seed(*parts))
