@@ -14,7 +14,7 @@ import explorer  # imports no torch: its submodules load on first use
 # The icon first, before st.navigation: otherwise the browser shows (and fetches from the internet) the page's
 # material icon meanwhile (tests/test_browser.py::test_no_request_leaves_the_machine).
 st.set_page_config(page_title="IWAE visual explorer", page_icon=explorer.boot.ICON, layout="wide")
-warm_up = explorer.boot.warm_up_browser()  # before anything imports torch
+warm_up = explorer.boot.warm_up_browser()  # before explorer.frame below imports torch
 
 # url_path equals the name Streamlit's legacy pages/ handling derives from each file name, so that a fresh server's
 # first run of a deep link finds the page (no "Page not found") and explorer.boot hands it back to this file.
@@ -32,6 +32,6 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
-explorer.frame.run_framed(page)  # the sidebar, the notices, then the page inside them (which imports torch when it
-# computes: the latent page sends its scatters first)
+frame = explorer.frame  # the torch import, once per process: after the warm-up chart has been sent
 warm_up.empty()
+frame.run_framed(page)  # the sidebar, the notices, then the page inside them

@@ -2,14 +2,13 @@
 no Streamlit) and the page scripts in ``pages/`` (layout only).
 
 One module a job:
-- ``boot``: what runs first (the page icon, the browser warm-up, handing a legacy run to app.py);
+- ``boot``: what runs before the torch import (the page icon, the browser warm-up, handing a legacy run to app.py);
 - ``legacy``: the one place that touches Streamlit internals (a fresh server's first deep link);
 - ``threads``: torch's threads and denormal flushing for the app's computations;
 - ``state``: the view state shared by every page and its URL form (no Streamlit);
 - ``results``, ``presets``: what the checkpoints' metadata and the preset file say, as the pages show it (no
   Streamlit);
-- ``data``: the checkpoint catalogue and the test set, cached (no torch: a model is built on first use);
-- ``encodings``: the test set's encoder means behind the latent scatter, read from the shipped views without torch;
+- ``data``: the checkpoint catalogue and the test set, cached;
 - ``sidebar``: the shared sidebar widgets and their callbacks;
 - ``frame``: what every run draws around a page (sidebar, notices, or what is missing);
 - ``widgets``: small display helpers the pages share;
@@ -19,26 +18,23 @@ One module a job:
 - ``estimator``: the Posteriors page's "Inspect the estimator" section (one draw of K log weights taken apart);
 - ``downloads``: the per-image numbers of the chosen models as CSV with their protocol;
 - ``views``: the cached computations behind the pages (pure functions of small keys around ``iwae``);
-- ``caching``: how many entries the per-image caches keep;
 - ``parallel``: the two columns' views computed at once, one thread each;
 - ``warm``: the default state's views computed once in the background after the server's first run.
 
 ``import explorer`` loads no torch: each submodule loads on first use (``explorer.views`` ...), so that a page's first
 statement, ``explorer.page_frame()``, can hand a fresh server's first deep link to app.py before torch is imported
-(app.py then sends the browser warm-up first; see ``boot``). The frame (catalogue, test set, sidebar) needs no torch
-either, and the latent page draws its scatters from ``encodings`` before it imports ``views``: a fresh server's first
-chart does not wait for the torch import (~1.1 s). The other pages import torch with ``views``; toy and bounds import
-torch-using core modules at their top, hidden behind the seconds of fitting or curve sampling before their first
-chart.
+(app.py then sends the browser warm-up first; see ``boot``). The pages whose first chart comes at once (latent,
+posteriors, resampling) import nothing that loads torch at their top; toy and bounds import torch-using core modules
+there, which only costs a first deep link to them the overlap of plotly.js loading with the torch import, hidden behind
+the seconds of fitting or curve sampling before their first chart.
 """
 
 from __future__ import annotations
 
 import importlib
 
-SUBMODULES = ("boot", "caching", "chart", "data", "downloads", "encodings", "estimator", "frame", "legacy", "lesson",
-              "lesson_ui", "parallel", "presenter", "presets", "results", "sidebar", "state", "threads", "views",
-              "warm", "widgets")
+SUBMODULES = ("boot", "chart", "data", "downloads", "estimator", "frame", "legacy", "lesson", "lesson_ui", "parallel",
+              "presenter", "presets", "results", "sidebar", "state", "threads", "views", "warm", "widgets")
 
 
 def __getattr__(name: str):

@@ -1,4 +1,4 @@
-"""What runs first in every run: only Streamlit, plotly and pandas are imported here (torch, ~1.1 s, comes later).
+"""What runs before the torch import (~1.4 s): only Streamlit, plotly and pandas are imported here.
 
 - ``ICON``: the page icon, a file shipped in the repository (no request leaves the server: an offline classroom
   sees it too);
@@ -47,7 +47,7 @@ def warm_up_browser():
     Every run makes the slot, empty after the first: the page's elements then keep their positions from a session's
     first run to the next. Shifted by one, every chart of the page was re-created in the browser on the session's
     first input (the latent page's first tiles change took 2.75 s against 0.68 s). Returns the slot, to clear once
-    the page has run (its computations import torch)."""
+    the imports are done."""
     placeholder = st.empty()
     if _WARMED not in st.session_state:
         st.session_state[_WARMED] = True

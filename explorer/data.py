@@ -3,26 +3,20 @@
 - models: ``st.cache_resource`` keyed on the checkpoint's path and modification time, so a retrained checkpoint is
   reloaded; one shared object, never mutated;
 - the test set: the same, keyed on the shipped file.
-
-No torch is imported here (a checkpoint's model is built on first use, ``image_x`` imports it): a fresh server's first
-run draws the sidebar and the latent scatter while torch is still to be imported.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
+import torch
 
 from iwae import catalog, comparison, image_ref, testset
 from iwae.catalog import Catalog
 from iwae.checkpoints import Checkpoint, CheckpointError, load_checkpoint
 from iwae.image_ref import ImageRef
-
-if TYPE_CHECKING:
-    import torch
 
 IMAGE_DIM = 784  # the explorer shows 28 x 28 MNIST images
 LATENT_DIM = 2  # and needs a 2-D latent (quadrature, pictures)
@@ -31,7 +25,7 @@ LATENT_DIM = 2  # and needs a 2-D latent (quadrature, pictures)
 def load_for_explorer(path: Path | str) -> Checkpoint:
     """load_checkpoint plus the explorer's own requirement: a 2-D latent over 784-pixel images."""
     ckpt = load_checkpoint(path)
-    cfg = ckpt.config
+    cfg = ckpt.model.config
     if cfg.input_dim != IMAGE_DIM:
         raise CheckpointError(
             f"{path}: models {cfg.input_dim}-pixel images; the explorer shows 28 x 28 MNIST ({IMAGE_DIM} pixels)"
@@ -81,34 +75,20 @@ def seed_noise(directory: Path) -> dict:
 
 
 @st.cache_resource(show_spinner=False)
-def _test_set(path: str, mtime_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    return testset.load_bits(path)
+def _test_set(path: str, mtime_ns: int):
+    images, labels = testset.load_bits(path)
+    return torch.from_numpy(images), labels
 
 
-def test_set() -> tuple[np.ndarray, np.ndarray]:
-    """The fixed binarized MNIST test set: images uint8 (10000, 784) in {0, 1} (``test_images`` where a model reads
-    them), labels (10000,). Raises testset.TestSetError when missing."""
+def test_set() -> tuple[torch.Tensor, np.ndarray]:
+    """The fixed binarized MNIST test set: images uint8 (10000, 784) in {0, 1} (``.float()`` where a model reads
+    them), labels numpy (10000,). Raises testset.TestSetError when missing."""
     return _test_set(str(testset.DEFAULT_PATH), catalog.file_stamp(testset.DEFAULT_PATH))
 
 
-def test_images(n: int | None = None) -> torch.Tensor:
-    """The first n test images (all by default) as the float32 tensor (n, 784) a model reads."""
-    import torch
-
-    images, _ = test_set()
-    return torch.from_numpy(images[:n]).float()
-
-
-def image_bits(ref: ImageRef) -> np.ndarray:
-    """The binarized image (784,) uint8 a reference names, a test image or the user's own digit (to show)."""
-    if image_ref.is_own_digit(ref):
-        return image_ref.decode_digit(ref).astype(np.uint8)
-    images, _ = test_set()
-    return images[ref]
-
-
 def image_x(ref: ImageRef) -> torch.Tensor:
-    """``image_bits`` as the float32 tensor (784,) a model reads."""
-    import torch
-
-    return torch.from_numpy(image_bits(ref)).float()
+    """The binarized image (784,) a reference names: a test image or the user's own digit."""
+    if image_ref.is_own_digit(ref):
+        return torch.from_numpy(image_ref.decode_digit(ref))
+    images, _ = test_set()
+    return images[ref].float()

@@ -12,7 +12,7 @@ import streamlit as st
 from iwae import catalog, testset
 from iwae.catalog import Catalog
 
-from . import presenter, results, sidebar, threads
+from . import presenter, results, sidebar, threads, warm
 from .boot import FRAME_FLAG
 from .data import load_catalog, test_set
 from .state import ViewState
@@ -65,8 +65,6 @@ def _run_framed(page) -> None:
     finally:
         st.session_state[FRAME_FLAG] = False
     presenter.run_completed()  # not reached when the page stops for a rerun
-    from . import warm  # imports the computations, and torch: after the page, whose first chart may need neither
-
     if warm.ENABLED:
         warm.start_once(framed[0])  # after the first page is drawn: its run goes first
 

@@ -10,8 +10,8 @@ import streamlit as st
 from iwae import figures, snr, snr_figures, toy, toy_figures
 from iwae.catalog import Catalog
 
-from . import chart, encodings, estimator, lesson, presenter, results, sidebar, views, widgets
-from .data import image_bits, model_key, test_set
+from . import chart, estimator, lesson, presenter, results, sidebar, views, widgets
+from .data import image_x, model_key, test_set
 from .lesson import STEPS, ImageChoice, Step
 from .state import ViewState
 
@@ -80,7 +80,7 @@ def header(cat: Catalog, state: ViewState, number: int) -> None:
     question.info(f"**Question for the class:** {step.question}", icon=":material/help:")
     if shows_image:
         _, labels = test_set()
-        widgets.show_image(picture, figures.digit_image(image_bits(state.image_ref), 3),
+        widgets.show_image(picture, figures.digit_image(image_x(state.image_ref), 3),
                            widgets.image_title(state.image_ref, labels))
         if state.image_ref == choice.index:
             st.caption(f"Why {widgets.image_title(state.image_ref, labels)}: {choice.reason}.")
@@ -129,7 +129,7 @@ def figures_of(cat: Catalog, state: ViewState, number: int) -> None:
         key, model = model_key(ckpt), ckpt.model
         with col, st.spinner(f"Computing for {name}…"):
             if step.view == "latent":
-                mu, _ = encodings.latent_means(ckpt, key)
+                mu, _ = views.latent_means(model, key)
                 fig = figures.latent_scatter(mu, labels, chosen=None if state.own else state.image,
                                              window=figures.latent_window(mu), height=420)
                 # The legend beside the plot, not under it: the square plot then keeps the figure's height.
@@ -183,7 +183,7 @@ def warm_step(cat: Catalog, number: int, seed: int) -> None:
         ckpt = cat.checkpoints[name]
         model, key, ref = ckpt.model, model_key(ckpt), choice.index
         if step.view == "latent":
-            encodings.latent_means(ckpt, key)
+            views.latent_means(model, key)
         elif step.view in ("posterior_q", "posterior_k"):
             views.posterior_view(model, key, ref)
             if step.view == "posterior_q":

@@ -4,9 +4,7 @@ One torch thread per computation (override with ``IWAE_APP_THREADS``): the brows
 with the server, and torch's worker threads spinning against it made a K change on the Posteriors page take 0.6 s
 instead of 0.37 s on two cores (bench/app_latency.py); concurrent sessions still run in parallel, one Streamlit thread
 each. Denormal flushing (``iwae.cpu.flush_denormals``) belongs to the calling thread, and Streamlit runs each script
-run in a thread of its own: ``start_script_run`` sets it at the start of every run. Torch is imported late (a fresh
-server's first run draws the sidebar and the latent scatter first), so the run that imports it sets both then
-(``torch_settings``, called where the explorer's computations are imported).
+run in a thread of its own: ``start_script_run`` sets it at the start of every run.
 
 The interpreter's switch interval is shortened from 5 ms to 1 ms. Every torch call gives up the GIL and takes it
 back; while other sessions' threads run Python (a page's figures, Streamlit's messages), taking it back waits up to
@@ -20,6 +18,10 @@ from __future__ import annotations
 import os
 import sys
 
+import torch
+
+from iwae.cpu import flush_denormals
+
 APP_THREADS_ENV = "IWAE_APP_THREADS"
 APP_THREADS = max(1, int(os.environ.get(APP_THREADS_ENV, "1")))
 SWITCH_INTERVAL_S = 0.001  # the GIL's switch interval for the server process (Python's default: 0.005)
@@ -27,23 +29,13 @@ SWITCH_INTERVAL_S = 0.001  # the GIL's switch interval for the server process (P
 
 def start_script_run() -> None:
     """Called once at the start of every script run (``explorer.frame.frame``)."""
-    if sys.getswitchinterval() != SWITCH_INTERVAL_S:
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
-    if "torch" in sys.modules:
-        torch_settings()
-
-
-def torch_settings() -> None:
-    """Torch's thread count (for the process) and denormal flushing (for the calling thread); imports torch."""
-    import torch
-
-    from iwae.cpu import flush_denormals
-
     if torch.get_num_threads() != APP_THREADS:
         torch.set_num_threads(APP_THREADS)
+    if sys.getswitchinterval() != SWITCH_INTERVAL_S:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
     flush_denormals()
 
 
 def start_worker_thread() -> None:
-    """Called first in every worker thread the app starts (explorer.parallel, explorer.warm)."""
-    torch_settings()
+    """Called first in every worker thread the app starts (explorer.parallel): denormal flushing is per thread."""
+    flush_denormals()

@@ -20,10 +20,8 @@ from iwae.image_ref import ImageRef
 from iwae.rng import generator
 from iwae.zoo import DEFAULT_MODELS, EXTRA_MODELS
 
-from .caching import CLASS_ENTRIES, PER_K_ENTRIES
-from .data import checkpoint_path, image_x, test_images
+from .data import checkpoint_path, image_x, test_set
 from .state import K_CHOICES
-from .threads import torch_settings
 
 N_SIR_OVERLAY = 100  # SIR draws overlaid on the posterior plots
 N_Q_OVERLAY = 100
@@ -33,6 +31,14 @@ DEFAULT_SUBSET = 50
 TOY_PROGRESS_EVERY = 25  # Adam steps between progress-bar updates of a toy fit
 DEFAULT_TOY_TARGET = "banana"
 DEFAULT_TOY_K = 100  # when the sidebar's K is not one of toy.K_CHOICES
+# The per-image caches hold a class: 30 students, each with two models and up to three images in view (the one
+# shown, the one before it, another page's) need 180 entries. At 32, the students' image changes evicted each
+# other's window grids and pools within the ten seconds between two K changes, and each K change computed them again
+# (docs/benchmarks.md, "Night of 2026-12-03: the class's caches"). Full, they hold about 230 MB: per entry, the
+# window grid 266 kB, the pool 241 kB, the fixed figure 183 kB, the posterior view 133 kB, the resampled images
+# 101 kB, q_IW at one K 66 kB.
+CLASS_ENTRIES = 192
+PER_K_ENTRIES = 4 * CLASS_ENTRIES  # the views per image and K: a student moves K across its range
 
 
 def toy_k_for(k: int) -> int:
@@ -52,6 +58,24 @@ def shipped(_model, key: str) -> precomputed.ModelViews | None:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
+def latent_means(_model, key: str) -> tuple[np.ndarray, np.ndarray]:
+    if (views := shipped(_model, key)) is not None:
+        return views.latent_mu, views.latent_sd
+    images, _ = test_set()
+    mu, sd = latent.latent_means(_model, images.float())
+    return mu.numpy(), sd.numpy()
+
+
+@st.cache_data(max_entries=CLASS_ENTRIES, show_spinner=False)
+def image_mean(_model, key: str, ref: ImageRef) -> np.ndarray:
+    """The encoder mean mu(x) (2,) of the chosen image (test or own)."""
+    if not image_ref.is_own_digit(ref):
+        return latent_means(_model, key)[0][ref]
+    mu, _ = latent.latent_means(_model, image_x(ref)[None])
+    return mu[0].numpy()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
 def manifold(_model, key: str, n: int, x_range: tuple, y_range: tuple) -> np.ndarray:
     return latent.decoded_manifold(_model, n, x_range, y_range, side=28).numpy()
 
@@ -59,6 +83,15 @@ def manifold(_model, key: str, n: int, x_range: tuple, y_range: tuple) -> np.nda
 @st.cache_data(max_entries=64, show_spinner=False)
 def decode(_model, key: str, z1: float, z2: float) -> np.ndarray:
     return latent.decode_means(_model, torch.tensor([[z1, z2]], dtype=torch.float32))[0].numpy()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def knn_accuracy(_model, key: str) -> float:
+    if (views := shipped(_model, key)) is not None:
+        return views.knn_accuracy
+    mu, _ = latent_means(_model, key)
+    _, labels = test_set()
+    return latent.knn_accuracy(mu, labels)
 
 
 GLOBAL_GRIDS_KEPT = len(DEFAULT_MODELS + EXTRA_MODELS)  # the shipped models' (6): the warm-up builds all
@@ -184,7 +217,7 @@ def subset_curve(_model, key: str, n_images: int) -> dict:
     if views is not None and n_images in views.subset_curves:
         curve, (log_px, max_error) = views.subset_curves[n_images], views.subset_log_px[n_images]
     else:
-        images = test_images(n_images)
+        images = test_set()[0][:n_images].float()
         curve = precomputed.subset_curve(_model, images, n_images, K_CHOICES)
         log_px, max_error = precomputed.subset_log_px(_model, images, n_images, global_grid(_model, key))
     return {"curve": curve, "log_px": log_px, "max_error": max_error, "seed": precomputed.SUBSET_SEED,
@@ -251,7 +284,3 @@ def shipped_toy_result(target: str, k: int, seed: int):
 def toy_result(target: str, k: int, seed: int, _elbo_fit: toy.GaussianFit, _iwae_fit: toy.GaussianFit):
     """Densities, distances and bounds on the window; the fits are the cached ones for (target, K, seed)."""
     return toy.compare(target, k, seed, elbo_fit=_elbo_fit, iwae_fit=_iwae_fit)
-
-
-# The run that imports this module may be the one that imported torch, after its start (``explorer.threads``).
-torch_settings()

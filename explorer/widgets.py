@@ -3,20 +3,16 @@ results table, pictures, and the protocol lines under every figure."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import streamlit as st
 
 from iwae import image_ref, testset
 from iwae.catalog import Catalog
 from iwae.image_ref import ImageRef
+from iwae.posterior import OthersDrawn
 
 from . import data, presenter, results
 from .state import ViewState
-
-if TYPE_CHECKING:
-    from iwae.posterior import OthersDrawn
 
 TEST_BINARIZATION_SEED = testset.data.TEST_BINARIZATION_SEED
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}

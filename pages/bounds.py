@@ -94,7 +94,7 @@ for side, col, name, ckpt in widgets.columns(cat, state):
             f"binarization); test bound on {last.get('test_images', '?')} test images, objective "
             f"{ckpt.metadata.get('objective', '?')} with k = {ckpt.metadata.get('k', '?')}."
         )
-        accuracy = explorer.encodings.knn_accuracy(ckpt, key)
+        accuracy = views.knn_accuracy(ckpt.model, key)
         st.metric("5-nearest-neighbour accuracy of the latent means", f"{accuracy:.1%}")
         st.caption(
             f"scikit-learn KNeighborsClassifier({latent.KNN_NEIGHBOURS}) fitted on the encoder means μ(x) of test "

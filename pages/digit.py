@@ -94,7 +94,7 @@ with top[1]:
 
 def compute(ckpt) -> tuple:
     model, key = ckpt.model, data.model_key(ckpt)
-    return (explorer.encodings.image_mean(ckpt, key, ref), views.posterior_view(model, key, ref),
+    return (views.image_mean(model, key, ref), views.posterior_view(model, key, ref),
             views.image_curve(model, key, ref, state.seed))
 
 

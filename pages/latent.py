@@ -8,7 +8,7 @@ import explorer
 from iwae import figures
 
 cat, state = explorer.page_frame()
-data, encodings, widgets = explorer.data, explorer.encodings, explorer.widgets
+data, views, widgets = explorer.data, explorer.views, explorer.widgets
 _, labels = data.test_set()
 ref = state.image_ref
 own = state.own is not None
@@ -29,7 +29,7 @@ with widgets.math_expander(state):
 
 top = st.columns([1, 4])
 with top[0]:
-    widgets.show_image(st, figures.digit_image(data.image_bits(ref), 5), widgets.image_title(ref, labels))
+    widgets.show_image(st, figures.digit_image(data.image_x(ref), 5), widgets.image_title(ref, labels))
 with top[1]:
     st.caption("Decode any latent point z (shown as × on both scatters):")
     z_cols = st.columns(2)
@@ -41,16 +41,11 @@ with top[1]:
     overlay = opts[0].toggle("Overlay the test means on the decoded manifold", key="manifold_overlay")
     n_tiles = opts[1].slider("Manifold tiles per side", 5, 30, key="manifold_n")
 
-columns = widgets.columns(cat, state)
-# The scatters first: they need no torch (explorer.encodings), so that a fresh server's first run sends them before
-# it imports torch for the decoded pictures below.
-shown = {}
-for side, col, _name, ckpt in columns:
+for side, col, _name, ckpt in widgets.columns(cat, state):
     key = data.model_key(ckpt)
-    mu, _ = encodings.latent_means(ckpt, key)
+    mu, _ = views.latent_means(ckpt.model, key)
     window = figures.latent_window(mu)
-    mu_x = encodings.image_mean(ckpt, key, ref)
-    shown[side] = mu, window, mu_x
+    mu_x = views.image_mean(ckpt.model, key, ref)
     fig = figures.latent_scatter(mu, labels, chosen=chosen, z_point=(z1, z2), window=window,
                                  own_point=mu_x if own else None)
     chart_key = f"scatter_{side}"
@@ -62,12 +57,6 @@ for side, col, _name, ckpt in columns:
 
     with col:
         explorer.chart.plotly_chart(fig, key=chart_key, on_select=on_select, config=widgets.PLOTLY_CONFIG)
-
-views = explorer.views
-for side, col, _name, ckpt in columns:
-    key = data.model_key(ckpt)
-    mu, window, mu_x = shown[side]
-    with col:
         a, b = st.columns(2)
         m1, m2 = float(mu_x[0]), float(mu_x[1])
         widgets.show_image(a, figures.digit_image(views.decode(ckpt.model, key, m1, m2), 4),

@@ -32,7 +32,7 @@ with widgets.math_expander(state):
     st.latex(r"\hat x(z) = \mathrm{sigmoid}(f(z)), \qquad \bar x = \frac{1}{16}\sum_{r=1}^{16} \hat x(z^{(r)})")
 
 top = st.columns([1, 3])
-widgets.show_image(top[0], figures.digit_image(data.image_bits(ref), 5), f"input: {title}")
+widgets.show_image(top[0], figures.digit_image(data.image_x(ref), 5), f"input: {title}")
 with top[1]:
     st.button("New draws", icon=":material/casino:", on_click=new_draws, key="new_draws",
               help="Fresh draws (a draw counter enters the seed); the sidebar seed makes them reproducible.")

@@ -664,51 +664,6 @@ def test_stable_seed_is_the_same_in_every_process():
     assert stable_seed(1, "pool", 3) != stable_seed(1, "pool", 4) and 0 <= stable_seed("x") < 2**64
 
 
-def test_the_latent_page_sends_its_scatters_before_anything_imports_torch(tmp_path):
-    """A fresh server's first chart must not wait for the torch import (~1.1 s): the frame (catalogue, test set,
-    sidebar) and the latent page's two scatters are drawn with torch unimportable, in a fresh interpreter; the page
-    then stops where it imports the computations for the decoded pictures. The scatters are those of the shipped
-    views (the default pair's encoder means, every test image)."""
-    script = tmp_path / "no_torch.py"
-    script.write_text(f"""
-import base64, importlib.abc, json, sys
-sys.path.insert(0, {str(ROOT)!r})
-
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch imported")
-
-sys.meta_path.insert(0, NoTorch())
-from streamlit.testing.v1 import AppTest
-from explorer import chart
-
-def charts(block):
-    for node in block.children.values():
-        if node.type == "bidi_component" and node.proto.component_name == chart.COMPONENT_NAME:
-            yield json.loads(json.loads(node.proto.json)["figure"])
-        elif hasattr(node, "children"):
-            yield from charts(node)
-
-at = AppTest.from_file({str(APP)!r}, default_timeout=120)
-at.switch_page("pages/latent.py").run()
-def count(values):  # plotly's typed arrays or lists
-    return len(values) if isinstance(values, list) else len(base64.b64decode(values["bdata"])) // int(values["dtype"][-1])
-
-scatters = [f for f in charts(at.main) if any(tr.get("meta") == "digit" for tr in f["data"])]
-print(json.dumps({{"exceptions": [e.message for e in at.exception], "charts": len(scatters),
-                  "points": [sum(count(tr["x"]) for tr in f["data"] if tr.get("meta") == "digit") for f in scatters]}}))
-""")
-    env = {**os.environ, "IWAE_WARM_DEFAULTS": "0", "PYTHONPATH": str(ROOT)}
-    env.pop("IWAE_CHECKPOINT_DIR", None)
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=ROOT,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["charts"] == 2 and result["points"] == [10_000, 10_000], result
-    assert len(result["exceptions"]) == 1 and "torch imported" in result["exceptions"][0], result
-
-
 def test_every_script_run_flushes_denormals():
     """The setting belongs to the thread, and Streamlit runs each script run in a new thread: a fresh thread computes
     denormals until explorer.threads.start_script_run (what every run calls first) flushes them to zero."""
