@@ -53,8 +53,7 @@ def toy_k_for(k: int) -> int:
 def shipped(_model, key: str) -> precomputed.ModelViews | None:
     """The model's precomputed views (scripts/precompute_views.py) when they were made from these weights, else None:
     then each view below is computed live by the same function, with the same draws."""
-    return precomputed.load_model_views(precomputed.views_path(checkpoint_path(key)), weights_digest(_model),
-                                        K_CHOICES)
+    return precomputed.load_model_views(precomputed.views_path(checkpoint_path(key)), _model, K_CHOICES)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

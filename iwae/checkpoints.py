@@ -14,21 +14,16 @@ import json
 import os
 import re
 import tempfile
-import threading
 import time
-from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
-from safetensors import SafetensorError, safe_open
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open
+from safetensors.torch import save as save_bytes
 
-from .model_config import ModelConfig
-
-if TYPE_CHECKING:
-    import torch
-
-    from .model import VAE
+from .model import VAE, ModelConfig
 
 FORMAT = "iwae-explorer/1"
 REQUIRED_KEYS = ("config", "objective", "k", "estimator", "epochs", "seed", "data", "history", "metrics")
@@ -36,15 +31,10 @@ REQUIRED_KEYS = ("config", "objective", "k", "estimator", "epochs", "seed", "dat
 
 def weights_digest(model: VAE) -> str:
     """sha256 of the weights: an evaluation state or a derived file belongs to exactly these weights."""
-    return arrays_digest({name: tensor.detach().cpu().numpy() for name, tensor in model.state_dict().items()})
-
-
-def arrays_digest(weights: Mapping[str, np.ndarray]) -> str:
-    """``weights_digest`` of the model these float32 arrays (its state dict, by name) make."""
     h = hashlib.sha256()
-    for name, array in sorted(weights.items()):
+    for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
-        h.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+        h.update(tensor.detach().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -52,31 +42,15 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be used: missing, truncated, not safetensors, or not matching its config."""
 
 
+@dataclass
 class Checkpoint:
-    """A checked checkpoint: its metadata, config and weights (float32 arrays, read without torch); the torch model
-    is built from them on first use, once, whichever thread asks first."""
-
-    def __init__(self, metadata: dict, path: Path, config: ModelConfig, weights: dict[str, np.ndarray]):
-        self.metadata, self.path, self.config, self.weights = metadata, Path(path), config, weights
-        self._model: VAE | None = None
-        self._building = threading.Lock()
+    model: VAE
+    metadata: dict
+    path: Path
 
     @property
     def name(self) -> str:
         return self.path.name.removesuffix(".safetensors")
-
-    @property
-    def model(self) -> VAE:
-        """The network in eval mode with frozen parameters (imports torch on the first call)."""
-        with self._building:
-            if self._model is None:
-                self._model = build_model(self.config, self.weights)
-            return self._model
-
-    @property
-    def digest(self) -> str:
-        """``weights_digest(self.model)``, without building the model."""
-        return arrays_digest(self.weights)
 
 
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], header: dict[str, str], path: Path) -> None:
@@ -87,8 +61,6 @@ def atomic_save_tensors(tensors: dict[str, torch.Tensor], header: dict[str, str]
     temporary file is ``.<name>.<pid>.<random>.tmp``: hidden, so the app's checkpoint discovery skips it. A process
     killed between creating it and the rename (SIGKILL, power loss) leaves it behind; every successful save then
     removes such stale files of the same target (``stale_temp_files``), as ``python -m iwae.train`` does on start."""
-    from safetensors.torch import save as save_bytes
-
     path = Path(path)
     data = save_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=header)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,25 +149,15 @@ def remove_stale_temp_files(path: Path | str) -> list[Path]:
 
 
 def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a safetensors file (any torch dtype: a training state) and its header as torch tensors."""
-    return _read(path, "pt")
-
-
-def read_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Read a safetensors file and its header as numpy arrays, without torch."""
-    return _read(path, "numpy")
-
-
-def _read(path: Path, framework: str) -> tuple[dict, dict[str, str]]:
-    """A safetensors file's tensors and header, turning every failure into a CheckpointError."""
+    """Read a safetensors file and its header, turning every failure into a CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        with safe_open(str(path), framework=framework) as f:
+        with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"{path}: not a readable safetensors file (truncated, corrupt or another format): {exc}"
         ) from None
@@ -211,7 +173,7 @@ def save_checkpoint(model: VAE, metadata: dict, path: Path) -> None:
 
 
 def read_metadata(path: Path) -> dict:
-    _, header = read_arrays(path)
+    _, header = read_tensors(path)
     return parse_metadata(path, header)
 
 
@@ -230,47 +192,36 @@ def parse_metadata(path: Path, header: dict[str, str]) -> dict:
     return metadata
 
 
-def checked_weights(path: Path, config: ModelConfig, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The model's weights as float32 arrays in state-dict order, or a CheckpointError naming every tensor that is
-    missing, unexpected or of the wrong shape for ``config``."""
-    expected = config.parameter_shapes()
-    problems = [f"missing tensor {k}" for k in expected if k not in arrays]
-    problems += [f"unexpected tensor {k}" for k in arrays if k not in expected]
+def model_from_tensors(path: Path, config: ModelConfig, tensors: dict[str, torch.Tensor]) -> VAE:
+    model = VAE(config)
+    expected = model.state_dict()
+    problems = [f"missing tensor {k}" for k in expected if k not in tensors]
+    problems += [f"unexpected tensor {k}" for k in tensors if k not in expected]
     problems += [
-        f"{k}: shape {tuple(arrays[k].shape)}, config needs {shape}"
-        for k, shape in expected.items()
-        if k in arrays and tuple(arrays[k].shape) != shape
+        f"{k}: shape {tuple(tensors[k].shape)}, config needs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
     ]
     if problems:
         raise CheckpointError(f"{path}: does not match its config {config}: " + "; ".join(problems))
-    return {k: np.ascontiguousarray(arrays[k], dtype=np.float32) for k in expected}
-
-
-def build_model(config: ModelConfig, weights: Mapping[str, np.ndarray]) -> VAE:
-    """The network holding these checked weights, in eval mode with frozen parameters."""
-    import torch
-
-    from .model import VAE
-
-    model = VAE(config)
-    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model.load_state_dict({k: tensors[k].float() for k in expected})
     return model
 
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
-    """Read and check weights and metadata (no torch: the model is built on first use); any problem raises
-    CheckpointError with what is wrong."""
+    """Load weights and metadata; any problem raises CheckpointError with what is wrong."""
     path = Path(path)
-    arrays, header = read_arrays(path)
+    tensors, header = read_tensors(path)
     metadata = parse_metadata(path, header)
     try:
         config = ModelConfig.from_dict(metadata["config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: bad config in metadata ({exc})") from None
-    return Checkpoint(metadata, path, config, checked_weights(path, config, arrays))
+    model = model_from_tensors(path, config, tensors)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Checkpoint(model=model, metadata=metadata, path=path)
 
 
 def update_metadata(path: Path | str, updates: dict) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iwae.evaluate import per_image_path
 from iwae.zoo import DEFAULT_SEED, NOISE_SEEDS, SEED_NOISE_MODELS
 
 ESTIMATORS = {"exact": "log_px_quadrature", "is": "is"}  # per-image log p(x) arrays by estimator
@@ -63,8 +64,6 @@ def seed_noise(model: str, estimator: str, log_px_by_seed: list[np.ndarray]) -> 
 def read_per_image(folder: Path, name: str) -> dict[str, np.ndarray] | None:
     """The per-image file of checkpoint ``<folder>/<name>`` (python -m iwae.evaluate --per-image) as arrays; None
     when absent."""
-    from iwae.evaluate import per_image_path  # here: iwae.evaluate imports torch, which the explorer loads late
-
     path = per_image_path(Path(folder) / f"{name}.safetensors")
     if not path.is_file():
         return None
@@ -81,8 +80,6 @@ def _seed_runs(checkpoints: Path, model: str) -> list[tuple[Path, str]]:
 
 def seed_noise_files(checkpoints: Path) -> list[Path]:
     """The per-image files zoo_seed_noise reads (present or not): what its result depends on."""
-    from iwae.evaluate import per_image_path  # here: iwae.evaluate imports torch, which the explorer loads late
-
     return [per_image_path(folder / f"{name}.safetensors")
             for model in SEED_NOISE_MODELS for folder, name in _seed_runs(Path(checkpoints), model)]
 

@@ -15,12 +15,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import torch
+import torch
 
 DATA_DIR_ENV = "IWAE_DATA_DIR"
 TEST_BINARIZATION_SEED = 1234
@@ -140,8 +137,6 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def load_mnist(split: str, data_dir: Path | str | None = None, download: bool = True) -> GreyDataset:
-    import torch
-
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     image_file, label_file = SPLIT_FILES[split]
     images = read_idx(ensure_file(image_file, data_dir, download))
@@ -155,7 +150,6 @@ def load_mnist(split: str, data_dir: Path | str | None = None, download: bool = 
 
 def load_digits(split: str) -> GreyDataset:
     """scikit-learn's 8x8 digits (1,797 images, grey levels 0-16): a small, offline dataset for fast runs."""
-    import torch
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
@@ -177,13 +171,9 @@ def load_dataset(name: str, split: str, data_dir=None, download: bool = True) ->
 
 def binarize(grey: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One Bernoulli draw per pixel with the grey level as probability."""
-    import torch
-
     return torch.bernoulli(grey, generator=generator)
 
 
 def binarize_fixed(grey: torch.Tensor, seed: int = TEST_BINARIZATION_SEED) -> torch.Tensor:
     """The reproducible test-set binarization: one draw with a fixed seed."""
-    import torch
-
     return binarize(grey, torch.Generator().manual_seed(seed))

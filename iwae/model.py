@@ -6,6 +6,7 @@ Only the model: no I/O, no training. Objectives live in ``bounds.py``.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
@@ -13,9 +14,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import decoding
-from .model_config import ModelConfig  # noqa: F401 - the network's shape, importable from here too
 
 LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    input_dim: int = 784  # pixels per image (784 for MNIST, 64 for sklearn digits)
+    hidden_dim: int = 200  # width of both hidden layers, in encoder and decoder
+    latent_dim: int = 2  # dimension of z; 2 makes p(z|x) computable on a grid
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        values = {k: d[k] for k in ("input_dim", "hidden_dim", "latent_dim")}
+        for key, value in values.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        return cls(**values)
 
 
 class LogWeights(NamedTuple):

@@ -16,23 +16,31 @@ The toy targets' fits at the default seed (``toy-fits.npz``, every target and K)
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import curves, latent, quadrature, toy, views_file
+from . import curves, latent, quadrature, toy
 from .checkpoints import weights_digest
 from .curves import BoundCurve
 from .model import VAE
 from .rng import generator
-from .views_file import SUBSET_SAMPLES, SUBSET_SEED, VIEWS_SUFFIX, atomic_savez, views_path  # noqa: F401
 
 SUBSET_SIZES = (10, 20, 50, 100)  # the first n test images behind an averaged L_K curve
+SUBSET_SAMPLES = 5_000  # draws from q per image behind it
+SUBSET_SEED = 0  # its draws: generator(SUBSET_SEED, "subset", n), whatever seed the viewer chose elsewhere
+VIEWS_SUFFIX = ".views.npz"
 TOY_FITS_FILE = "toy-fits.npz"
 TOY_SEEDS = tuple(range(10))  # the shipped toy fits: the explorer's default seed, 0, and the next nine, which a teacher
 # steps through to show how the fits vary (36 fits per seed, about 15 s on one core)
+
+
+def views_path(checkpoint: Path | str) -> Path:
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + VIEWS_SUFFIX)
 
 
 def subset_curve(model: VAE, images: torch.Tensor, n: int, ks) -> BoundCurve:
@@ -75,22 +83,34 @@ def compute_model_views(model: VAE, images: torch.Tensor, labels, ks, progress=N
     return ModelViews(weights_digest(model), mu, sd, accuracy, tuple(ks), curve_of, log_px_of)
 
 
+def _atomic_savez(path: Path, **arrays) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)
+
+
 def save_model_views(path: Path | str, views: ModelViews) -> None:
     curves_meta = {str(n): {"ks": c.ks, "mean": c.mean, "spread": c.spread, "blocks": c.blocks,
                             "n_images": c.n_images, "n_samples": c.n_samples} for n, c in views.subset_curves.items()}
     meta = {"digest": views.digest, "knn_accuracy": views.knn_accuracy, "ks": list(views.ks),
-            "subset_curves": curves_meta, "subset_log_px": {str(n): v for n, v in views.subset_log_px.items()}}
-    views_file.write(path, meta, views.latent_mu, views.latent_sd)
+            "subset_curves": curves_meta, "subset_log_px": {str(n): v for n, v in views.subset_log_px.items()},
+            "subset_protocol": {"samples": SUBSET_SAMPLES, "seed": SUBSET_SEED}}
+    _atomic_savez(Path(path), meta=np.array(json.dumps(meta)), latent_mu=views.latent_mu, latent_sd=views.latent_sd)
 
 
-def load_model_views(path: Path | str, digest: str, ks) -> ModelViews | None:
-    """The shipped views of the model whose weights have this digest (``weights_digest``) when the file exists and
-    was made from these weights, for this K list and this subset protocol; None otherwise (the caller computes
-    live)."""
-    file = views_file.read(path, digest, ks)
-    if file is None:
+def load_model_views(path: Path | str, model: VAE, ks) -> ModelViews | None:
+    """The shipped views of ``model`` when the file exists and was made from these weights, for this K list and this
+    subset protocol; None otherwise (the caller computes live)."""
+    path = Path(path)
+    if not path.is_file():
         return None
-    meta, mu, sd = file.meta, file.latent_mu, file.latent_sd
+    with np.load(path, allow_pickle=False) as f:
+        meta = json.loads(str(f["meta"]))
+        if (meta.get("digest") != weights_digest(model) or meta.get("ks") != list(ks)
+                or meta.get("subset_protocol") != {"samples": SUBSET_SAMPLES, "seed": SUBSET_SEED}):
+            return None
+        mu, sd = f["latent_mu"], f["latent_sd"]
     subset_curves = {int(n): BoundCurve(**c) for n, c in meta["subset_curves"].items()}
     log_px = {int(n): tuple(v) for n, v in meta["subset_log_px"].items()}
     return ModelViews(meta["digest"], mu, sd, float(meta["knn_accuracy"]), tuple(meta["ks"]), subset_curves, log_px)
@@ -126,7 +146,7 @@ def save_toy_fits(path: Path | str, fits: list[toy.GaussianFit]) -> None:
     rows = [{"target": f.target, "k": f.k, "seed": f.seed, "steps": f.steps, "sets": f.sets,
              "estimator": f.estimator, "mu": f.mu.tolist(), "sigma": f.sigma.tolist()} for f in fits]
     meta = {"settings": _toy_settings(), "fits": rows}
-    atomic_savez(Path(path), meta=np.array(json.dumps(meta)), traces=np.stack([f.trace for f in fits]))
+    _atomic_savez(Path(path), meta=np.array(json.dumps(meta)), traces=np.stack([f.trace for f in fits]))
 
 
 def load_toy_fits(path: Path | str) -> dict[tuple[str, int, int], toy.GaussianFit]:

@@ -8,10 +8,8 @@ salted per process, so it cannot be used here.
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
 
 def stable_seed(*parts) -> int:
@@ -22,6 +20,4 @@ def stable_seed(*parts) -> int:
 
 def generator(*parts) -> torch.Generator:
     """A CPU torch generator seeded with ``stable_seed(*parts)``."""
-    import torch
-
     return torch.Generator().manual_seed(stable_seed(*parts))

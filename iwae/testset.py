@@ -10,14 +10,11 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from . import data
-
-if TYPE_CHECKING:
-    import torch
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "checkpoints" / "mnist-test-binarized.npz"
 PACKED_SHA256 = "16a6b488c0d7de83e9ab80bd1ad8f4821b3efa85e9731d4367544c1a32995425"
@@ -29,8 +26,6 @@ class TestSetError(RuntimeError):
 
 def build(data_dir=None) -> tuple[np.ndarray, np.ndarray]:
     """Binarize the MNIST test set with the fixed seed.  -> images uint8 (N, 784) in {0,1}, labels (N,)"""
-    import torch
-
     grey = data.load_mnist("test", data_dir)
     images = data.binarize_fixed(grey.images).to(torch.uint8).numpy()
     return images, grey.labels.numpy().astype(np.uint8)
@@ -50,8 +45,6 @@ def save(images: np.ndarray, labels: np.ndarray, path: Path = DEFAULT_PATH) -> s
 
 def load(path: Path = DEFAULT_PATH, expected_sha256: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """-> images float32 (N, 784) in {0, 1}, labels int64 (N,)"""
-    import torch
-
     images, labels = load_bits(path, expected_sha256)
     return torch.from_numpy(images.astype(np.float32)), torch.from_numpy(labels)
 

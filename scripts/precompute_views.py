@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from explorer.state import K_CHOICES  # noqa: E402  (the K slider: the curves have one point per choice)
 from iwae import catalog, precomputed, testset  # noqa: E402
-from iwae.checkpoints import load_checkpoint, weights_digest  # noqa: E402
+from iwae.checkpoints import load_checkpoint  # noqa: E402
 from iwae.cpu import flush_denormals  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def log(message: str) -> None:
 def model_views(path: Path, images: torch.Tensor, labels, force: bool = False) -> None:
     model = load_checkpoint(path).model
     out = precomputed.views_path(path)
-    if not force and precomputed.load_model_views(out, weights_digest(model), K_CHOICES) is not None:
+    if not force and precomputed.load_model_views(out, model, K_CHOICES) is not None:
         log(f"{out.name}: up to date")
         return
     started = time.time()

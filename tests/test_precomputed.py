@@ -13,7 +13,7 @@ import torch
 
 from explorer.state import K_CHOICES
 from iwae import latent, precomputed, testset, toy
-from iwae.checkpoints import load_checkpoint, weights_digest
+from iwae.checkpoints import load_checkpoint
 from iwae.zoo import DEFAULT_MODELS
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -39,15 +39,15 @@ def test_views_file_round_trips_exactly_and_belongs_to_its_weights(tmp_path):
     model = load_checkpoint(CHECKPOINTS / "vae-k1.safetensors").model
     path = tmp_path / "m.views.npz"
     precomputed.save_model_views(path, _views(model))
-    back = precomputed.load_model_views(path, weights_digest(model), K_CHOICES)
+    back = precomputed.load_model_views(path, model, K_CHOICES)
     assert back is not None
     np.testing.assert_array_equal(back.latent_mu, _views(model).latent_mu)
     assert back.subset_curves[10] == _views(model).subset_curves[10] and back.subset_log_px[10] == (-100.5, 1e-3)
-    assert precomputed.load_model_views(path, weights_digest(model), K_CHOICES[:-1]) is None  # another K list
+    assert precomputed.load_model_views(path, model, K_CHOICES[:-1]) is None  # another K list
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] += 1e-6  # other weights, however close
-    assert precomputed.load_model_views(path, weights_digest(model), K_CHOICES) is None
-    assert precomputed.load_model_views(tmp_path / "absent.views.npz", weights_digest(model), K_CHOICES) is None
+    assert precomputed.load_model_views(path, model, K_CHOICES) is None
+    assert precomputed.load_model_views(tmp_path / "absent.views.npz", model, K_CHOICES) is None
 
 
 def _shipped_case(name):
@@ -58,9 +58,8 @@ def _shipped_case(name):
 @pytest.mark.parametrize("name", [_shipped_case(m.name) for m in DEFAULT_MODELS])
 def test_shipped_views_are_current_and_equal_to_the_live_computation(test_set, name):
     images, labels = test_set
-    ckpt = load_checkpoint(CHECKPOINTS / f"{name}.safetensors")
-    model = ckpt.model
-    views = precomputed.load_model_views(precomputed.views_path(ckpt.path), ckpt.digest, K_CHOICES)
+    model = load_checkpoint(CHECKPOINTS / f"{name}.safetensors").model
+    views = precomputed.load_model_views(precomputed.views_path(CHECKPOINTS / f"{name}.safetensors"), model, K_CHOICES)
     assert views is not None, f"no current views file: python scripts/precompute_views.py {name}"
     mu, sd = latent.latent_means(model, images)
     np.testing.assert_allclose(views.latent_mu, mu.numpy(), rtol=0, atol=1e-4)
