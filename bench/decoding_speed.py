@@ -5,6 +5,9 @@
 One torch thread, as each of the app's decoding tasks. Prints the two tanh's largest difference on [-10, 10]; then,
 for the points the app decodes per model (a pool of 20,000 draws, the Resampling page's 16 x 5,000 at K = 5000), the
 median ms of the kernel with each tanh (interleaved), and each one's largest difference from the formula in float64.
+Then where one block of the kernel's time goes (BLOCK_ROWS points, the app's kernel): each layer's matrix product with
+its GFLOP/s, the two tanh, the softplus and its sum, and the whole block's GFLOP/s: how far the kernel is from the
+speed of the matrix product alone, the most one core can do for these exact decodes.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from iwae import decoding, testset  # noqa: E402
 from iwae.catalog import load_checkpoint  # noqa: E402
@@ -59,6 +63,33 @@ def decode(loop, decoder, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
                 second.weight, second.bias, last.weight, last.bias, decoding.BLOCK_ROWS)
 
 
+def block_parts(decoder, rows: int, repeats: int) -> None:
+    """Median ms of each step of one block of the kernel, interleaved, and the GFLOP/s of the products and the block."""
+    first, second, last = decoder[0], decoder[2], decoder[4]
+    z = torch.randn(rows, 2, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        h1 = decoding._tanh(F.linear(z, first.weight, first.bias))
+        h2 = decoding._tanh(F.linear(h1, second.weight, second.bias))
+        logits = F.linear(h2, last.weight, last.bias)
+        parts = {
+            "layer 1 product (2 -> 200)": lambda: F.linear(z, first.weight, first.bias),
+            "layer 2 product (200 -> 200)": lambda: F.linear(h1, second.weight, second.bias),
+            "layer 3 product (200 -> 784)": lambda: F.linear(h2, last.weight, last.bias),
+            "two tanh (2 sigmoid(2a) - 1)": lambda: (decoding._tanh(h1.clone()), decoding._tanh(h2.clone())),
+            "softplus and its sum": lambda: F.softplus(logits).sum(1),
+            "the whole block (the kernel)": lambda: decode(decoding._scripted(), decoder, torch.zeros(1, 784), z),
+        }
+        ms = median_ms(parts, repeats)
+    flops = {"layer 1 product (2 -> 200)": 2 * rows * first.weight.numel(),
+             "layer 2 product (200 -> 200)": 2 * rows * second.weight.numel(),
+             "layer 3 product (200 -> 784)": 2 * rows * last.weight.numel()}
+    flops["the whole block (the kernel)"] = sum(flops.values())
+    print(f"one block of {rows:,} points, one thread, median of {repeats}:")
+    for name, t in ms.items():
+        rate = f"   {flops[name] / t / 1e6:6.1f} GFLOP/s" if name in flops else ""
+        print(f"  {name:<30} {t:6.2f} ms{rate}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "iwae-k50.safetensors"))
@@ -85,6 +116,7 @@ def main() -> None:
         for name, loop in kernels.items():
             error = (decode(loop, model.decoder, x, z).double() - exact).abs().max().item()
             print(f"  {points:>6,} points, {name:<18} {ms[name]:7.1f} ms   largest |error| vs float64 {error:.1e} nats")
+    block_parts(model.decoder, decoding.BLOCK_ROWS, 4 * args.repeats)
 
 
 if __name__ == "__main__":

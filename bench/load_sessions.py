@@ -1,8 +1,8 @@
 """Concurrent sessions against one local explorer server (the classroom load of issue 15): action latency, errors,
 per-session state, server memory.
 
-    python bench/load_sessions.py [--sessions 30] [--seconds 120 | --lessons 1] [--think 0] [--client ws|browser]
-                                  [--threads 1] [--seed 0] [--out bench/results] [--json PATH]
+    python bench/load_sessions.py [--sessions 30] [--seconds 120 | --lessons 1] [--think 0] [--class-images]
+                                  [--client ws|browser] [--threads 1] [--seed 0] [--out bench/results] [--json PATH]
 
 For each session count N: a fresh ``streamlit run app.py`` on 127.0.0.1 (a free port, headless; the same command line
 and checkpoint snapshot as bench/harness.py), then N clients, all started at once, for ``--seconds`` of actions (an
@@ -19,7 +19,9 @@ server's CPU drawing charts (load-2026-11-21-1720.txt: 327 against 84 CPU second
 the browsers fighting the server for the two cores. Each client walks a scripted lesson (LESSON), again and again
 until the deadline: open home; the latent page and an image; the posteriors page, K = 1, 100 and 5000, another
 model pair and image; the resampling page (at K = 5000), K = 100 and another image; the bounds page and another pair;
-the toy page; the digit page; the lesson page and Next twice. Every client has its own images. Latency: from sending
+the toy page; the digit page; the lesson page and Next twice. Every client has its own images (the worst case: no
+cache is shared); with ``--class-images`` every client takes the same images, in the same order, each at its own pace
+(a class told which image to choose). Latency: from sending
 the request to the end of its last script run (a callback's rerun included), on this process's clock: the server's
 time for the action, not the browser's drawing. After each action: no exception element, error alert or "page not
 found" in the run, and the URL query the app wrote shows this client's own models, image and K (cross-talk between
@@ -615,7 +617,8 @@ def client_images(sid: int):
 
 
 async def run_ws_session(sid: int, url: str, opened: asyncio.Event, all_open: asyncio.Event, deadline: list[float],
-                         result: SessionResult, lessons: int | None, think: float = 0.0) -> None:
+                         result: SessionResult, lessons: int | None, think: float = 0.0,
+                         class_images: bool = False) -> None:
     """One student: connect and open home, then walk LESSON until the deadline, checking after each action."""
     client = StreamlitClient(url)
     started = time.perf_counter()
@@ -631,17 +634,17 @@ async def run_ws_session(sid: int, url: str, opened: asyncio.Event, all_open: as
         finally:
             opened.set()
         await all_open.wait()
-        await walk_lesson(client, result, deadline, lessons, think)
+        await walk_lesson(client, result, deadline, lessons, think, class_images)
     finally:
         await client.close()
 
 
 async def walk_lesson(client: StreamlitClient, result: SessionResult, deadline: list[float],
-                      lessons: int | None, think: float = 0.0) -> None:
+                      lessons: int | None, think: float = 0.0, class_images: bool = False) -> None:
     """LESSON again and again until the deadline, or until ``lessons`` whole lessons are walked; with ``think`` > 0,
     a pause before each action, uniform in [0.5, 1.5] x think seconds (a student reading the page), seeded by the
-    client so that runs repeat."""
-    images = client_images(result.sid)
+    client so that runs repeat. ``class_images``: the first client's images instead of this client's own."""
+    images = client_images(0 if class_images else result.sid)
     reading = random.Random(result.sid)
     expected = client.state()
     for step, (what, argument) in enumerate(itertools.cycle(LESSON)):
@@ -708,7 +711,8 @@ async def run_count(n: int, args, browser, checkpoints: Path, log: Path) -> dict
         deadline = [float("inf")]
         if browser is None:
             tasks = [asyncio.create_task(run_ws_session(i, url, opened[i], all_open, deadline, results[i],
-                                                        args.lessons, args.think)) for i in range(n)]
+                                                        args.lessons, args.think, args.class_images))
+                     for i in range(n)]
         else:
             starts = start_images(n)
             tasks = [asyncio.create_task(run_session(i, browser, url, args.seed, starts[i], opened[i], all_open,
@@ -817,7 +821,8 @@ def phase(args) -> str:
     """How long the action phase lasts, in words."""
     parts = ([f"--lessons {args.lessons}"] if args.lessons else []) + (
         [f"--seconds {args.seconds:g}"] if args.seconds else []) + (
-        [f"--think {args.think:g} (reading time between actions)"] if args.think else [])
+        [f"--think {args.think:g} (reading time between actions)"] if args.think else []) + (
+        ["--class-images (every client the same images)"] if args.class_images else [])
     return ", ".join(parts)
 
 
@@ -876,8 +881,10 @@ def json_rows(rows: list[dict], args) -> list[dict]:
     for r in rows:
         protocol = (f"{r['sessions']} {args.client} session(s), {r['seconds']:.0f} s of actions, {r['actions']} "
                     f"actions; {f'reading time {args.think:g} s; ' if args.think else 'no reading time; '}"
+                    f"{'every client the same images; ' if args.class_images else ''}"
                     f"server threads {args.threads}; load {r['load'][0]:.1f}")
-        name = f"{r['sessions']} sessions" + (f", {args.think:g} s reading" if args.think else "")
+        name = (f"{r['sessions']} sessions" + (f", {args.think:g} s reading" if args.think else "")
+                + (", the same images" if args.class_images else ""))
         out += [
             bench_row(BENCHMARK, f"{name}: action latency p50", r["lat_median"], "s", protocol=protocol),
             bench_row(BENCHMARK, f"{name}: action latency p95", r["lat_p95"], "s", TARGET_P95_S, "max", protocol),
@@ -902,13 +909,15 @@ def main(argv=None) -> int:
     parser.add_argument("--think", type=float, default=0.0,
                         help="ws clients: mean seconds a student reads before each action (uniform 0.5-1.5 x; "
                              "default 0: every client acts as soon as its last action ended, the worst case)")
+    parser.add_argument("--class-images", action="store_true",
+                        help="ws clients: every client chooses the same images (a class told which image to choose)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the server (as the browser tests)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the browser sessions' choice of actions")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--json", type=Path, default=None, help="also write the headline figures as JSON rows here")
     args = parser.parse_args(argv)
-    if (args.lessons or args.think) and args.client != "ws":
-        parser.error("--lessons and --think are for ws clients (the browser clients walk no lesson)")
+    if (args.lessons or args.think or args.class_images) and args.client != "ws":
+        parser.error("--lessons, --think and --class-images are for ws clients (the browser clients walk no lesson)")
     if args.seconds is None and not args.lessons:
         args.seconds = 120.0
     if args.client == "browser" and not CHROMIUM.is_file():

@@ -14,7 +14,8 @@ Runs, in order, each script in its own process:
   every control on the pages it lives on (median and maximum seconds until the page settles, beside the issue's
   previous figures);
 - bench/load_sessions.py: the classroom load: 30 websocket clients each walking a scripted lesson over every page
-  once against one server (action latency p50 / p95 / max, errors, the server's peak RSS).
+  once against one server (action latency p50 / p95 / max, errors, the server's peak RSS); then again with 10 s of
+  reading between actions and every client on the same images (``--class-images``, a class told which image).
 The two browser benchmarks need /usr/bin/chromium; ``--skip-browser`` leaves them out.
 Each script writes its headline figures as JSON rows (its ``--json PATH`` option; one row per figure, see
 ``bench_row``). This runner prints them as ONE table (benchmark | metric | value | unit | target | met? | protocol)
@@ -69,6 +70,8 @@ BENCHMARKS = (
     # its own results file goes to the temporary folder: the runner's file holds its output
     Benchmark("classroom load", "bench/load_sessions.py", ("--sessions", "5"),
               args=("--sessions", "30", "--lessons", "1", "--out", "{tmp}")),
+    Benchmark("classroom load", "bench/load_sessions.py", ("--sessions", "5"),
+              args=("--sessions", "30", "--lessons", "1", "--think", "10", "--class-images", "--out", "{tmp}")),
 )
 
 
