@@ -6,8 +6,8 @@ One torch thread, as each of the app's decoding tasks. Prints the two tanh's lar
 for the points the app decodes per model (a pool of 20,000 draws, the Resampling page's 16 x 5,000 at K = 5000), the
 median ms of the kernel with each tanh (interleaved), and each one's largest difference from the formula in float64.
 Then where one block of the kernel's time goes (BLOCK_ROWS points, the app's kernel): each layer's matrix product with
-its GFLOP/s, the two tanh, the softplus and its sum, and the whole block's GFLOP/s: how far the kernel is from the
-speed of the matrix product alone, the most one core can do for these exact decodes.
+its GFLOP/s, the two tanh, the softplus and its sum, and the whole block (its products' FLOPs over its time): how far
+the kernel is from the speed of the matrix products alone, the most one core can do for these exact decodes.
 """
 
 from __future__ import annotations

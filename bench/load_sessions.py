@@ -21,8 +21,8 @@ until the deadline: open home; the latent page and an image; the posteriors page
 model pair and image; the resampling page (at K = 5000), K = 100 and another image; the bounds page and another pair;
 the toy page; the digit page; the lesson page and Next twice. Every client has its own images (the worst case: no
 cache is shared); with ``--class-images`` every client takes the same images, in the same order, each at its own pace
-(a class told which image to choose). Latency: from sending
-the request to the end of its last script run (a callback's rerun included), on this process's clock: the server's
+(a class told which image to choose). Latency: from sending the request to the end of its last script run (a
+callback's rerun included), on this process's clock: the server's
 time for the action, not the browser's drawing. After each action: no exception element, error alert or "page not
 found" in the run, and the URL query the app wrote shows this client's own models, image and K (cross-talk between
 sessions would show as a mismatch); a timeout or a lost connection is an error too.
