@@ -22,10 +22,10 @@ model pair and image; the resampling page (at K = 5000), K = 100 and another ima
 the toy page; the digit page; the lesson page and Next twice. Every client has its own images (the worst case: no
 cache is shared); with ``--class-images`` every client takes the same images, in the same order, each at its own pace
 (a class told which image to choose). Latency: from sending the request to the end of its last script run (a
-callback's rerun included), on this process's clock: the server's
-time for the action, not the browser's drawing. After each action: no exception element, error alert or "page not
-found" in the run, and the URL query the app wrote shows this client's own models, image and K (cross-talk between
-sessions would show as a mismatch); a timeout or a lost connection is an error too.
+callback's rerun included), on this process's clock: the server's time for the action, not the browser's drawing.
+After each action: no exception element, error alert or "page not found" in the run, and the URL query the app wrote
+shows this client's own models, image and K (cross-talk between sessions would show as a mismatch); a timeout or a
+lost connection is an error too.
 
 ``--client browser``: N Playwright browser contexts in ONE Chromium (async API), each opened from its own deep link to
 the Posteriors page (``/posteriors?image=<i>&k=<K>``, distinct images), repeating random K changes (keyboard on the
