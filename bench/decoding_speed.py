@@ -65,25 +65,24 @@ def decode(loop, decoder, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 def block_parts(decoder, rows: int, repeats: int) -> None:
     """Median ms of each step of one block of the kernel, interleaved, and the GFLOP/s of the products and the block."""
-    first, second, last = decoder[0], decoder[2], decoder[4]
+    layers = (decoder[0], decoder[2], decoder[4])
     z = torch.randn(rows, 2, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        h1 = decoding._tanh(F.linear(z, first.weight, first.bias))
-        h2 = decoding._tanh(F.linear(h1, second.weight, second.bias))
-        logits = F.linear(h2, last.weight, last.bias)
-        parts = {
-            "layer 1 product (2 -> 200)": lambda: F.linear(z, first.weight, first.bias),
-            "layer 2 product (200 -> 200)": lambda: F.linear(h1, second.weight, second.bias),
-            "layer 3 product (200 -> 784)": lambda: F.linear(h2, last.weight, last.bias),
-            "two tanh (2 sigmoid(2a) - 1)": lambda: (decoding._tanh(h1.clone()), decoding._tanh(h2.clone())),
-            "softplus and its sum": lambda: F.softplus(logits).sum(1),
-            "the whole block (the kernel)": lambda: decode(decoding._scripted(), decoder, torch.zeros(1, 784), z),
-        }
+        inputs = [z]  # each layer's input: z, then the tanh of the previous layer's product
+        for layer in layers[:-1]:
+            inputs.append(decoding._tanh(F.linear(inputs[-1], layer.weight, layer.bias)))
+        logits = F.linear(inputs[-1], layers[-1].weight, layers[-1].bias)
+        parts, flops = {}, {}
+        for number, (layer, h) in enumerate(zip(layers, inputs, strict=True), 1):
+            name = f"layer {number} product ({layer.in_features} -> {layer.out_features})"
+            parts[name] = lambda layer=layer, h=h: F.linear(h, layer.weight, layer.bias)
+            flops[name] = 2 * rows * layer.weight.numel()
+        parts["two tanh (2 sigmoid(2a) - 1)"] = lambda: [decoding._tanh(h.clone()) for h in inputs[1:]]
+        parts["softplus and its sum"] = lambda: F.softplus(logits).sum(1)
+        whole = "the whole block (the kernel)"
+        parts[whole] = lambda: decode(decoding._scripted(), decoder, torch.zeros(1, layers[-1].out_features), z)
+        flops[whole] = sum(flops.values())
         ms = median_ms(parts, repeats)
-    flops = {"layer 1 product (2 -> 200)": 2 * rows * first.weight.numel(),
-             "layer 2 product (200 -> 200)": 2 * rows * second.weight.numel(),
-             "layer 3 product (200 -> 784)": 2 * rows * last.weight.numel()}
-    flops["the whole block (the kernel)"] = sum(flops.values())
     print(f"one block of {rows:,} points, one thread, median of {repeats}:")
     for name, t in ms.items():
         rate = f"   {flops[name] / t / 1e6:6.1f} GFLOP/s" if name in flops else ""
